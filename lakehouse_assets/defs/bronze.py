@@ -1,0 +1,86 @@
+"""bronze/klines_archive: the raw 1m kline zips of every instrument, per UTC day, plus their manifest."""
+
+
+import dagster as dg
+import polars as pl
+from pydantic import Field
+
+from lakehouse_assets.archive_ingest import ArchiveIngestError, ingest_files
+from lakehouse_assets.io_manager import SCOPE_KEY
+from lakehouse_assets.partitions import daily_partitions, range_backfill_policy, window_days
+from lakehouse_assets.resources import BinanceArchiveResource, LakeResource, UniverseResource
+from lakehouse_assets.selection import InstrumentSelection, select_instruments
+from lakehouse_assets.ui_metadata import markdown_table
+
+
+class BronzeConfig(InstrumentSelection):
+    accept_checksum_mismatch: bool = Field(
+        default=False,
+        description="Store a file whose sha256 still differs from Binance's CHECKSUM after a second download "
+        "(Binance has published stale CHECKSUMs); recorded as checksum_status='mismatch_accepted'.",
+    )
+
+
+@dg.asset(
+    key=["bronze", "klines_archive"],
+    group_name="bronze",
+    partitions_def=daily_partitions,
+    backfill_policy=range_backfill_policy,
+    metadata={"partition_expr": "date"},
+    pool="binance_archive",
+    kinds={"binance", "parquet"},
+    retry_policy=dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL),
+    description=(
+        "Raw Binance 1m kline archives (data.binance.vision layout), one daily partition for every configured "
+        "instrument. Each zip is stored byte for byte under `bronze/binance/<archive path>` after its sha256 "
+        "is checked against the published CHECKSUM; this table is the manifest (one row per file: source URL, "
+        "sha256, bytes, checksum status, fetched_at). A 404 is recorded as `missing`, not a failure. Files "
+        "already stored with a matching sha256 are not downloaded again."
+    ),
+)
+def klines_archive(
+    context: dg.AssetExecutionContext,
+    config: BronzeConfig,
+    archive: BinanceArchiveResource,
+    lake: LakeResource,
+    universe: UniverseResource,
+) -> dg.Output[pl.DataFrame]:
+    instruments, scope = select_instruments(context, config, universe.instruments())
+    days = window_days(context)
+    context.log.info(f"fetching {len(instruments)} instrument(s) x {len(days)} day(s) from {archive.base_url}")
+    try:
+        manifest = ingest_files(
+            archive.client(),
+            lake.store(),
+            [(inst, day) for day in days for inst in instruments],
+            accept_checksum_mismatch=config.accept_checksum_mismatch,
+            max_workers=archive.max_workers,
+        )
+    except ArchiveIngestError as exc:
+        raise dg.Failure(
+            description=str(exc),
+            metadata={"failed_files": dg.MetadataValue.md("\n".join(f"- {n}: {e}" for n, e in exc.failures))},
+        ) from exc
+    status_counts = dict(manifest.group_by("checksum_status").len().iter_rows())
+    missing = manifest.filter(pl.col("checksum_status") == "missing")
+    return dg.Output(
+        manifest,
+        metadata={
+            SCOPE_KEY: scope,
+            "files": manifest.height,
+            "downloaded": int(manifest["downloaded"].sum()),
+            "reused_from_lake": int((~manifest["downloaded"] & manifest["lake_path"].is_not_null()).sum()),
+            "bytes_downloaded": int(manifest.filter("downloaded")["bytes"].sum() or 0),
+            "verified": status_counts.get("verified", 0),
+            "no_checksum": status_counts.get("no_checksum", 0),
+            "missing_404": status_counts.get("missing", 0),
+            "missing_files": dg.MetadataValue.md(
+                "\n".join(f"- {r['symbol']} ({r['market']}) {r['date']}: {r['source_url']}" for r in missing.iter_rows(named=True))
+                or "none"
+            ),
+            "manifest": dg.MetadataValue.md(
+                markdown_table(manifest.select("date", "market", "symbol", "checksum_status", "bytes", "downloaded"))
+            ),
+        },
+    )
+

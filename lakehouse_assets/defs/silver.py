@@ -1,0 +1,143 @@
+"""silver/klines: typed 1m klines parsed from bronze, guarded by blocking Pandera checks."""
+
+
+from collections.abc import Iterator
+
+import dagster as dg
+import polars as pl
+
+from lakehouse_assets.completeness import completeness_report
+from lakehouse_assets.io_manager import SCOPE_KEY
+from lakehouse_assets.klines_from_archives import SilverBuildError, build_klines
+from lakehouse_assets.partitions import daily_partitions, range_backfill_policy, window_days
+from lakehouse_assets.quality import CHECK_DESCRIPTIONS, CheckOutcome, validate_silver_klines
+from lakehouse_assets.resources import LakeResource, UniverseResource
+from lakehouse_assets.selection import InstrumentSelection, select_instruments
+from lakehouse_assets.ui_metadata import markdown_table
+
+SILVER_KLINES = dg.AssetKey(["silver", "klines"])
+BLOCKING_CHECKS = list(CHECK_DESCRIPTIONS)
+COMPLETENESS_CHECK = "completeness"
+
+
+def _check_result(outcome: CheckOutcome) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        check_name=outcome.name,
+        passed=outcome.passed,
+        description=outcome.description,
+        metadata={
+            "failing_rows": outcome.failures.height,
+            "failures_by_day": dg.MetadataValue.md(markdown_table(outcome.failures_by_day)),
+            "sample_failures": dg.MetadataValue.md(markdown_table(outcome.failures, limit=20)),
+        },
+    )
+
+
+@dg.asset(
+    key=SILVER_KLINES,
+    group_name="silver",
+    ins={"manifest": dg.AssetIn(key=["bronze", "klines_archive"])},
+    partitions_def=daily_partitions,
+    backfill_policy=range_backfill_policy,
+    metadata={"partition_expr": "open_time"},
+    kinds={"polars", "parquet"},
+    check_specs=[
+        *(dg.AssetCheckSpec(name, asset=SILVER_KLINES, blocking=True, description=desc)
+          for name, desc in CHECK_DESCRIPTIONS.items()),
+        dg.AssetCheckSpec(
+            COMPLETENESS_CHECK,
+            asset=SILVER_KLINES,
+            description="WARN when an instrument-day has fewer than 1440 minutes; lists the missing-minute ranges.",
+        ),
+    ],
+    description=(
+        "Typed 1m klines, one row per (market, symbol, interval, open_time), sorted and unique. Times are UTC "
+        "datetimes (ms), prices and volumes float64, trade_count int64; Binance's `ignore` column is dropped. "
+        "Handles header/no-header files, ms and µs timestamps, and COIN-M volumes (volume = base asset, "
+        "quote_volume = USD notional, contract counts kept in contract_volume). Blocking Pandera checks "
+        "(schema, ohlc_consistency, volumes, time_grid) run before anything is written: a failing day is "
+        "never persisted."
+    ),
+)
+def klines(
+    context: dg.AssetExecutionContext,
+    config: InstrumentSelection,
+    manifest: pl.DataFrame,
+    lake: LakeResource,
+    universe: UniverseResource,
+) -> Iterator[dg.Output[pl.DataFrame] | dg.AssetCheckResult]:
+    instruments, scope = select_instruments(context, config, universe.instruments())
+    days = window_days(context)
+    try:
+        frame, file_stats = build_klines(manifest, lake.store(), instruments)
+    except SilverBuildError as exc:
+        raise dg.Failure(description=str(exc)) from exc
+
+    outcomes = validate_silver_klines(frame)
+    for outcome in outcomes:
+        yield _check_result(outcome)
+    failed = [o for o in outcomes if not o.passed]
+
+    report = completeness_report(frame, days=days, instruments=instruments, interval="1m")
+    incomplete = report.filter(pl.col("missing_minutes") > 0)
+    yield dg.AssetCheckResult(
+        check_name=COMPLETENESS_CHECK,
+        passed=incomplete.height == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=f"{incomplete.height} of {report.height} instrument-days incomplete",
+        metadata={
+            "incomplete_days": dg.MetadataValue.md(
+                markdown_table(incomplete.select("date", "market", "symbol", "rows", "expected", "missing_ranges"))
+            ),
+            "completeness": float(report["rows"].sum() / max(1, report["expected"].sum())),
+        },
+    )
+
+    if failed:
+        lines = []
+        for outcome in failed:
+            days_failed = ", ".join(
+                f"{r['date']} {r['market']}:{r['symbol']} ({r['failing_rows']} rows)"
+                for r in outcome.failures_by_day.head(10).iter_rows(named=True)
+            )
+            lines.append(f"{outcome.name}: {days_failed}")
+        raise dg.Failure(
+            description="silver/klines not written: blocking checks failed\n" + "\n".join(lines),
+            metadata={o.name: dg.MetadataValue.md(markdown_table(o.failures, limit=20)) for o in failed},
+        )
+
+    per_symbol = (
+        report.group_by("market", "symbol")
+        .agg(
+            days=pl.len(),
+            rows=pl.col("rows").sum(),
+            expected=pl.col("expected").sum(),
+            complete_days=(pl.col("missing_minutes") == 0).sum(),
+        )
+        .with_columns(completeness=(pl.col("rows") / pl.col("expected")).round(4))
+        .sort("market", "symbol")
+    )
+    yield dg.Output(
+        frame,
+        metadata={
+            SCOPE_KEY: scope,
+            "instruments": len(instruments),
+            "days": len(days),
+            "files_parsed": len(file_stats),
+            "duplicates_dropped": sum(s.duplicates_dropped for s in file_stats),
+            "completeness": float(report["rows"].sum() / max(1, report["expected"].sum())),
+            "completeness_by_symbol": dg.MetadataValue.md(markdown_table(per_symbol)),
+            "completeness_by_day": dg.MetadataValue.md(
+                markdown_table(report.select("date", "market", "symbol", "rows", "expected", "missing_ranges"), limit=100)
+            ),
+            "first_close": dg.MetadataValue.md(
+                markdown_table(
+                    frame.group_by("market", "symbol").agg(
+                        first_open_time=pl.col("open_time").first(),
+                        first_close=pl.col("close").first(),
+                        last_close=pl.col("close").last(),
+                    ).sort("market", "symbol")
+                )
+            ),
+        },
+    )
