@@ -41,7 +41,8 @@ def select_instruments(
             description=(
                 f"{', '.join(unknown)} not in the configured universe "
                 f"({', '.join(i.key for i in universe)}); add them to LAKEHOUSE_SYMBOLS first"
-            )
+            ),
+            allow_retries=False,
         )
     chosen = list(dict.fromkeys(chosen))
     return chosen, ",".join(inst.key for inst in chosen)

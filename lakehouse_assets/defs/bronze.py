@@ -5,6 +5,7 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
+from lakehouse_assets.archive_client import ArchiveFetchError
 from lakehouse_assets.archive_ingest import ArchiveIngestError, ingest_files
 from lakehouse_assets.io_manager import SCOPE_KEY
 from lakehouse_assets.partitions import daily_partitions, range_backfill_policy, window_days
@@ -49,17 +50,21 @@ def klines_archive(
     days = window_days(context)
     context.log.info(f"fetching {len(instruments)} instrument(s) x {len(days)} day(s) from {archive.base_url}")
     try:
-        manifest = ingest_files(
-            archive.client(),
-            lake.store(),
-            [(inst, day) for day in days for inst in instruments],
-            accept_checksum_mismatch=config.accept_checksum_mismatch,
-            max_workers=archive.max_workers,
-        )
+        with archive.client() as client:
+            manifest = ingest_files(
+                client,
+                lake.store(),
+                [(inst, day) for day in days for inst in instruments],
+                accept_checksum_mismatch=config.accept_checksum_mismatch,
+                max_workers=archive.max_workers,
+            )
     except ArchiveIngestError as exc:
+        # Network trouble may pass, so the RetryPolicy applies; a checksum or format problem will not.
+        transient = all(isinstance(e, ArchiveFetchError) for _, e in exc.failures)
         raise dg.Failure(
             description=str(exc),
             metadata={"failed_files": dg.MetadataValue.md("\n".join(f"- {n}: {e}" for n, e in exc.failures))},
+            allow_retries=transient,
         ) from exc
     status_counts = dict(manifest.group_by("checksum_status").len().iter_rows())
     missing = manifest.filter(pl.col("checksum_status") == "missing")

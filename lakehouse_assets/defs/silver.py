@@ -20,6 +20,12 @@ BLOCKING_CHECKS = list(CHECK_DESCRIPTIONS)
 COMPLETENESS_CHECK = "completeness"
 
 
+def _overall(report: pl.DataFrame) -> float:
+    """Share of expected bars present on the grid (duplicates or off-grid rows cannot hide a gap)."""
+    expected = int(report["expected"].sum())
+    return round(1 - int(report["missing_minutes"].sum()) / expected, 6) if expected else 1.0
+
+
 def _check_result(outcome: CheckOutcome) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         check_name=outcome.name,
@@ -71,7 +77,7 @@ def klines(
     try:
         frame, file_stats = build_klines(manifest, lake.store(), instruments)
     except SilverBuildError as exc:
-        raise dg.Failure(description=str(exc)) from exc
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
 
     outcomes = validate_silver_klines(frame)
     for outcome in outcomes:
@@ -89,7 +95,7 @@ def klines(
             "incomplete_days": dg.MetadataValue.md(
                 markdown_table(incomplete.select("date", "market", "symbol", "rows", "expected", "missing_ranges"))
             ),
-            "completeness": float(report["rows"].sum() / max(1, report["expected"].sum())),
+            "completeness": _overall(report),
         },
     )
 
@@ -100,10 +106,12 @@ def klines(
                 f"{r['date']} {r['market']}:{r['symbol']} ({r['failing_rows']} rows)"
                 for r in outcome.failures_by_day.head(10).iter_rows(named=True)
             )
-            lines.append(f"{outcome.name}: {days_failed}")
+            rules = ", ".join(sorted(set(outcome.failures["rule"].cast(pl.String).to_list()))) if "rule" in outcome.failures.columns else ""
+            lines.append(f"{outcome.name} [{rules}]: {days_failed or 'frame-wide failure'}")
         raise dg.Failure(
             description="silver/klines not written: blocking checks failed\n" + "\n".join(lines),
             metadata={o.name: dg.MetadataValue.md(markdown_table(o.failures, limit=20)) for o in failed},
+            allow_retries=False,
         )
 
     per_symbol = (
@@ -112,9 +120,10 @@ def klines(
             days=pl.len(),
             rows=pl.col("rows").sum(),
             expected=pl.col("expected").sum(),
+            missing_minutes=pl.col("missing_minutes").sum(),
             complete_days=(pl.col("missing_minutes") == 0).sum(),
         )
-        .with_columns(completeness=(pl.col("rows") / pl.col("expected")).round(4))
+        .with_columns(completeness=(1 - pl.col("missing_minutes") / pl.col("expected")).round(4))
         .sort("market", "symbol")
     )
     yield dg.Output(
@@ -125,7 +134,7 @@ def klines(
             "days": len(days),
             "files_parsed": len(file_stats),
             "duplicates_dropped": sum(s.duplicates_dropped for s in file_stats),
-            "completeness": float(report["rows"].sum() / max(1, report["expected"].sum())),
+            "completeness": _overall(report),
             "completeness_by_symbol": dg.MetadataValue.md(markdown_table(per_symbol)),
             "completeness_by_day": dg.MetadataValue.md(
                 markdown_table(report.select("date", "market", "symbol", "rows", "expected", "missing_ranges"), limit=100)

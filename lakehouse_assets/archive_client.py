@@ -1,0 +1,359 @@
+"""Download client for the Binance public-data archive (data.binance.vision) or a mirror of it.
+
+Why this exists instead of a bare ``requests.get``:
+
+* A missing file is normal (daily files land T+1, files vanish and reappear), so 404 is a
+  distinct, non-fatal :class:`ArchiveNotFound` rather than a generic failure.
+* CloudFront/S3 throttles (429/418/503) and drops connections under parallel bronze loads, so
+  transient failures are retried with capped exponential backoff + jitter, honouring Retry-After.
+* A truncated transfer must never reach bronze: the body length is checked against
+  Content-Length, and ``Accept-Encoding: identity`` keeps that comparison meaningful.
+* Tests and offline runs point the same client at ``http://127.0.0.1:PORT`` or at a
+  ``file:///`` mirror with the archive's layout.
+
+No Dagster imports: retries are logged through ``logging`` (logger ``lakehouse.archive``),
+which Dagster captures.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final
+
+import requests
+from requests.adapters import HTTPAdapter
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "ArchiveClient",
+    "ArchiveFetchError",
+    "ArchiveNotFound",
+    "parse_checksum",
+]
+
+logger = logging.getLogger("lakehouse.archive")
+
+DEFAULT_BASE_URL: Final = "https://data.binance.vision"
+
+#: Statuses worth retrying: server trouble and throttling (418 = Binance's "you were warned").
+RETRYABLE_STATUSES: Final = frozenset({408, 418, 429, 500, 502, 503, 504})
+
+_LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+_HEX: Final = frozenset("0123456789abcdef")
+
+
+class ArchiveNotFound(Exception):
+    """The archive has no such file (yet). Callers should treat this as "retry later", not fatal."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(f"not (yet) in the archive: {url}")
+        self.url = url
+
+
+class ArchiveFetchError(Exception):
+    """We gave up on a URL; the message names the URL, attempts made and the last status/error."""
+
+    def __init__(
+        self,
+        url: str,
+        attempts: int,
+        last_error: str,
+        *,
+        status: int | None = None,
+    ) -> None:
+        plural = "attempt" if attempts == 1 else "attempts"
+        super().__init__(f"giving up on {url} after {attempts} {plural}; last error: {last_error}")
+        self.url = url
+        self.attempts = attempts
+        self.last_error = last_error
+        self.status = status
+
+
+class _Retryable(Exception):
+    """Internal: a failure worth another attempt (carries an optional server-requested delay)."""
+
+    def __init__(self, reason: str, *, status: int | None = None, retry_after: float | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+        self.retry_after = retry_after
+
+
+class _Fatal(Exception):
+    """Internal: a failure that retrying cannot fix (403, other 4xx, unreadable local file)."""
+
+    def __init__(self, reason: str, *, status: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+def parse_checksum(text: bytes, *, expected_name: str | None = None) -> str:
+    """Return the lowercase sha256 hex digest from a Binance ``.zip.CHECKSUM`` file.
+
+    Format is sha256sum's ``<64 hex>  <file name>``; Binance omits the trailing newline, copies
+    that passed through editors have one. ``expected_name`` guards against pairing a CHECKSUM
+    with the wrong zip (only the base name is compared; a ``*`` binary-mode marker is accepted).
+    """
+    try:
+        decoded = text.decode("utf-8-sig").strip()
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"CHECKSUM is not UTF-8 text: {text[:80]!r}") from exc
+    lines = [line for line in decoded.splitlines() if line.strip()]
+    if len(lines) != 1:
+        raise ValueError(f"CHECKSUM must hold exactly one '<sha256>  <name>' line, got {len(lines)}: {text[:200]!r}")
+    parts = lines[0].split(None, 1)
+    digest = parts[0].lower()
+    if len(digest) != 64 or not set(digest) <= _HEX:
+        raise ValueError(f"CHECKSUM does not start with a 64-hex sha256 digest: {text[:200]!r}")
+    if expected_name is not None:
+        if len(parts) < 2:
+            raise ValueError(f"CHECKSUM names no file but {expected_name!r} was expected: {text!r}")
+        name = parts[1].strip().lstrip("*")
+        expected = expected_name.rsplit("/", 1)[-1]
+        if name.rsplit("/", 1)[-1] != expected:
+            raise ValueError(f"CHECKSUM is for {name!r}, expected {expected!r}")
+    return digest
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    """Retry-After is either delta-seconds or an HTTP date; anything else is ignored."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+class ArchiveClient:
+    """Thread-safe, retrying reader of archive-relative paths (``data/spot/daily/...zip``).
+
+    ``sleep`` and ``rng`` are plain attributes so tests can make backoff instantaneous and
+    deterministic. One ``requests.Session`` per thread (``threading.local``) because Session is
+    not documented as thread-safe and bronze fetches from a ThreadPoolExecutor.
+    """
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_BASE_URL,
+        *,
+        timeout: float = 30.0,
+        max_attempts: int = 5,
+        backoff_seconds: float = 0.5,
+        max_backoff_seconds: float = 20.0,
+        max_retry_after_seconds: float = 300.0,
+        user_agent: str = "lakehouse-assets/0.1 (+archive_client)",
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
+        if timeout <= 0:
+            raise ValueError(f"timeout must be > 0, got {timeout}")
+        parsed = urllib.parse.urlsplit(base_url)
+        if parsed.scheme not in ("http", "https", "file"):
+            raise ValueError(f"unsupported archive base URL {base_url!r}: expected https://, http:// or file:///")
+        if parsed.scheme == "file" and parsed.netloc not in ("", "localhost"):
+            raise ValueError(f"file URL must be file:///absolute/path, got {base_url!r}")
+        self.base_url = base_url.rstrip("/")
+        self.scheme = parsed.scheme
+        self.timeout = timeout
+        self.max_attempts = max_attempts
+        self.backoff_seconds = backoff_seconds
+        self.max_backoff_seconds = max_backoff_seconds
+        self.max_retry_after_seconds = max_retry_after_seconds
+        self.user_agent = user_agent
+        # A loopback mirror must never be sent through an HTTP(S)_PROXY from the environment.
+        self._trust_env = (parsed.hostname or "") not in _LOOPBACK_HOSTS
+        self.sleep: Callable[[float], None] = time.sleep
+        self.rng: random.Random = random.Random()
+        self._local = threading.local()
+        self._sessions: list[requests.Session] = []
+        self._sessions_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ public API
+
+    def url_for(self, path: str) -> str:
+        """Full URL of an archive-relative path; segments are percent-encoded (symbols may be non-ASCII)."""
+        segments = [s for s in path.strip().strip("/").split("/") if s]
+        if not segments or any(s in (".", "..") for s in segments):
+            raise ValueError(f"not a valid archive-relative path: {path!r}")
+        return self.base_url + "/" + "/".join(urllib.parse.quote(s, safe="") for s in segments)
+
+    def fetch(self, path: str) -> bytes:
+        """Download one file completely, or raise ArchiveNotFound / ArchiveFetchError."""
+        url = self.url_for(path)
+        if self.scheme == "file":
+            return self._with_retries("READ", url, lambda: self._read_file(url))
+        return self._with_retries("GET", url, lambda: self._http_once("GET", url))
+
+    def fetch_optional(self, path: str) -> bytes | None:
+        """Like fetch, but a missing file is None (e.g. a zip whose CHECKSUM was never published)."""
+        try:
+            return self.fetch(path)
+        except ArchiveNotFound:
+            return None
+
+    def exists(self, path: str) -> bool:
+        """HEAD probe, cheap enough for a sensor polling for newly published files."""
+        url = self.url_for(path)
+        if self.scheme == "file":
+            return self._local_path(url).is_file()
+        try:
+            self._with_retries("HEAD", url, lambda: self._http_once("HEAD", url))
+        except ArchiveNotFound:
+            return False
+        return True
+
+    def close(self) -> None:
+        """Close every per-thread session (their pooled sockets)."""
+        with self._sessions_lock:
+            sessions, self._sessions = self._sessions, []
+        for session in sessions:
+            session.close()
+        self._local = threading.local()
+
+    def __enter__(self) -> ArchiveClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"ArchiveClient({self.base_url!r}, timeout={self.timeout}, max_attempts={self.max_attempts})"
+
+    # ------------------------------------------------------------------ retry loop
+
+    def _backoff(self, attempt: int) -> float:
+        """Capped exponential backoff with equal jitter (half fixed, half random) to de-synchronise threads."""
+        ceiling = min(self.max_backoff_seconds, self.backoff_seconds * 2.0 ** (attempt - 1))
+        return ceiling / 2 + self.rng.uniform(0, ceiling / 2)
+
+    def _with_retries(self, method: str, url: str, once: Callable[[], bytes]) -> bytes:
+        last: _Retryable | None = None
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                return once()
+            except ArchiveNotFound:
+                raise
+            except _Fatal as exc:
+                raise ArchiveFetchError(url, attempt, exc.reason, status=exc.status) from None
+            except _Retryable as exc:
+                last = exc
+                if attempt == self.max_attempts:
+                    break
+                if exc.retry_after is not None:
+                    if exc.retry_after > self.max_retry_after_seconds:
+                        # Retrying earlier than the server asked risks a longer ban (Binance 418).
+                        raise ArchiveFetchError(
+                            url,
+                            attempt,
+                            f"{exc.reason}; server asked to wait {exc.retry_after:.0f} s "
+                            f"(> max_retry_after_seconds={self.max_retry_after_seconds:.0f})",
+                            status=exc.status,
+                        ) from None
+                    delay = exc.retry_after + self.rng.uniform(0, min(1.0, self.backoff_seconds))
+                else:
+                    delay = self._backoff(attempt)
+                logger.warning(
+                    "%s %s failed (attempt %d/%d): %s; retrying in %.2f s",
+                    method,
+                    url,
+                    attempt,
+                    self.max_attempts,
+                    exc.reason,
+                    delay,
+                )
+                self.sleep(delay)
+        assert last is not None
+        logger.error("%s %s: giving up after %d attempts: %s", method, url, self.max_attempts, last.reason)
+        raise ArchiveFetchError(url, self.max_attempts, last.reason, status=last.status)
+
+    # ------------------------------------------------------------------ transports
+
+    def _session(self) -> requests.Session:
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            session.trust_env = self._trust_env
+            session.headers.update(
+                # identity: Content-Length must describe the bytes we keep, so no transparent gzip.
+                {"User-Agent": self.user_agent, "Accept-Encoding": "identity"}
+            )
+            # max_retries=0: urllib3 must not retry behind our back (we log and count attempts).
+            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=4, max_retries=0)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            self._local.session = session
+            with self._sessions_lock:
+                self._sessions.append(session)
+        return session
+
+    def _http_once(self, method: str, url: str) -> bytes:
+        try:
+            response = self._session().request(method, url, timeout=self.timeout, allow_redirects=True)
+        except requests.Timeout as exc:
+            raise _Retryable(f"timeout after {self.timeout} s ({type(exc).__name__})") from exc
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+            # ChunkedEncodingError is what requests raises for an IncompleteRead (truncated body).
+            raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+        except requests.exceptions.ContentDecodingError as exc:
+            raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+        with response:
+            status = response.status_code
+            if status == 404:
+                raise ArchiveNotFound(url)
+            if status in RETRYABLE_STATUSES:
+                raise _Retryable(
+                    f"HTTP {status} {response.reason or ''}".rstrip(),
+                    status=status,
+                    retry_after=_parse_retry_after(response.headers.get("Retry-After")),
+                )
+            if status != 200:
+                raise _Fatal(f"HTTP {status} {response.reason or ''}".rstrip(), status=status)
+            if method == "HEAD":
+                return b""
+            body = response.content
+            expected = response.headers.get("Content-Length")
+            encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+            if expected is not None and encoding in ("", "identity"):
+                try:
+                    expected_len = int(expected)
+                except ValueError:
+                    raise _Retryable(f"unparseable Content-Length {expected!r}", status=status) from None
+                if len(body) != expected_len:
+                    raise _Retryable(f"truncated body: got {len(body)} of {expected_len} bytes", status=status)
+            return body
+
+    def _local_path(self, url: str) -> Path:
+        return Path(urllib.request.url2pathname(urllib.parse.urlsplit(url).path))
+
+    def _read_file(self, url: str) -> bytes:
+        path = self._local_path(url)
+        try:
+            return path.read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            raise ArchiveNotFound(url) from None
+        except IsADirectoryError:
+            raise ArchiveNotFound(url) from None
+        except PermissionError as exc:
+            raise _Fatal(f"{type(exc).__name__}: {exc}") from None
+        except OSError as exc:
+            # e.g. a flaky network mount: worth the same backoff as a flaky HTTP server.
+            raise _Retryable(f"{type(exc).__name__}: {exc}") from exc

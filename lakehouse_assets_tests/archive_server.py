@@ -1,0 +1,274 @@
+"""A local stand-in for data.binance.vision: serves a mirror directory over HTTP on 127.0.0.1.
+
+Why: the download client's retry/integrity logic only means something if it is exercised over
+a real socket (keep-alive, resets, short bodies, slow replies), and tests must not touch the
+internet. Faults are injected per path substring; every request is recorded so tests can assert
+that a file was (not) downloaded again.
+"""
+
+from __future__ import annotations
+
+import logging
+import mimetypes
+import socket
+import struct
+import threading
+import urllib.parse
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+
+logger = logging.getLogger("lakehouse.tests.archive_server")
+
+
+@dataclass
+class Fault:
+    """One injected misbehaviour, applied to the next ``remaining`` matching requests."""
+
+    path_substring: str
+    remaining: int
+    status: int | None = None
+    delay: float = 0.0
+    reset: bool = False
+    truncate: bool = False
+    retry_after: float | None = None
+    methods: frozenset[str] = frozenset({"GET", "HEAD"})
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    owner: ArchiveServer
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # Clients hanging up on purpose (timeouts in tests) are expected; keep pytest output clean.
+        logger.debug("archive server: error while serving %s", client_address, exc_info=True)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, like CloudFront; exercises pooled connections
+    server: _Server
+
+    def log_message(self, format: str, *args: object) -> None:
+        logger.debug("archive server: " + format, *args)
+
+    def do_GET(self) -> None:
+        self._serve(head=False)
+
+    def do_HEAD(self) -> None:
+        self._serve(head=True)
+
+    def _serve(self, *, head: bool) -> None:
+        owner = self.server.owner
+        method = "HEAD" if head else "GET"
+        url_path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)
+        owner._record(method, url_path)
+        fault = owner._take_fault(method, url_path)
+        if fault is not None and fault.delay > 0 and owner._stopping.wait(fault.delay):
+            self.close_connection = True  # server shutting down: abandon the delayed reply
+            return
+        if fault is not None and fault.reset:
+            self._reset()
+            return
+        if fault is not None and fault.status is not None:
+            headers = {}
+            if fault.retry_after is not None:
+                headers["Retry-After"] = _format_seconds(fault.retry_after)
+            self._send_simple(fault.status, head=head, extra_headers=headers)
+            return
+
+        file_path = owner._resolve(url_path)
+        if file_path is None:
+            self._send_simple(404, head=head)
+            return
+        body = file_path.read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Type", _content_type(file_path))
+        self.send_header("Content-Length", str(len(body)))
+        if fault is not None and fault.truncate:
+            self.send_header("Connection", "close")
+            self.end_headers()
+            if not head:
+                self.wfile.write(body[: len(body) // 2])
+                self.wfile.flush()
+            self.close_connection = True
+            return
+        self.end_headers()
+        if not head:
+            self.wfile.write(body)
+
+    def _send_simple(self, status: int, *, head: bool, extra_headers: dict[str, str] | None = None) -> None:
+        body = f"{status} {self.responses.get(status, ('',))[0]}\n".encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (extra_headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        if not head:
+            self.wfile.write(body)
+
+    def _reset(self) -> None:
+        """Abort with a TCP RST (SO_LINGER 0), like a load balancer dropping the connection."""
+        self.close_connection = True
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+        except OSError:
+            pass
+
+
+def _format_seconds(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def _content_type(path: Path) -> str:
+    if path.name.endswith(".zip"):
+        return "application/zip"
+    if path.name.endswith(".CHECKSUM"):
+        return "text/plain"
+    return mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+
+
+class ArchiveServer:
+    """Serve ``root`` (a mirror in data.binance.vision layout) on an ephemeral 127.0.0.1 port.
+
+    Use as a context manager; ``base_url`` is ready for ``ArchiveClient(base_url)``.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).resolve()
+        self._lock = threading.Lock()
+        #: (method, decoded URL path) of every request, in arrival order. A plain list (appended
+        #: under a lock) so tests can filter it or ``.clear()`` it between phases.
+        self.requests: list[tuple[str, str]] = []
+        self._faults: list[Fault] = []
+        self._stopping = threading.Event()
+        self._httpd: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> ArchiveServer:
+        if self._httpd is not None:
+            return self
+        self._stopping.clear()
+        httpd = _Server(("127.0.0.1", 0), _Handler)
+        httpd.owner = self
+        self._httpd = httpd
+        self._thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="archive-server", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is None:
+            return
+        self._stopping.set()  # wakes handlers sleeping in an injected delay
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._httpd = None
+        self._thread = None
+
+    def __enter__(self) -> ArchiveServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._httpd is None:
+            raise RuntimeError("ArchiveServer is not running")
+        return int(self._httpd.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    # ------------------------------------------------------------------ request log
+
+    def count(self, method: str, path_substring: str = "") -> int:
+        """How many ``method`` requests hit a path containing ``path_substring``."""
+        with self._lock:
+            return sum(1 for m, p in self.requests if m == method and path_substring in p)
+
+    def clear_requests(self) -> None:
+        with self._lock:
+            self.requests.clear()
+
+    def _record(self, method: str, path: str) -> None:
+        with self._lock:
+            self.requests.append((method, path))
+
+    # ------------------------------------------------------------------ faults
+
+    def inject(
+        self,
+        path_substring: str,
+        *,
+        status: int | None = None,
+        times: int = 1,
+        delay: float = 0.0,
+        reset: bool = False,
+        truncate: bool = False,
+        retry_after: float | None = None,
+        methods: tuple[str, ...] = ("GET", "HEAD"),
+    ) -> None:
+        """Misbehave on the next ``times`` requests whose path contains ``path_substring``.
+
+        ``delay`` sleeps first and combines with the others; ``reset`` drops the connection with a
+        TCP RST; ``status`` replies with that status (plus Retry-After if given); ``truncate`` sends a
+        full Content-Length but only half the body, then closes. Faults are matched in injection order.
+        """
+        if times < 1:
+            raise ValueError("times must be >= 1")
+        if sum([status is not None, reset, truncate]) > 1:
+            raise ValueError("status, reset and truncate are mutually exclusive for one fault")
+        fault = Fault(
+            path_substring=path_substring,
+            remaining=times,
+            status=status,
+            delay=delay,
+            reset=reset,
+            truncate=truncate,
+            retry_after=retry_after,
+            methods=frozenset(m.upper() for m in methods),
+        )
+        with self._lock:
+            self._faults.append(fault)
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def _take_fault(self, method: str, path: str) -> Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.remaining > 0 and method in fault.methods and fault.path_substring in path:
+                    fault.remaining -= 1
+                    if fault.remaining == 0:
+                        self._faults.remove(fault)
+                    return fault
+        return None
+
+    # ------------------------------------------------------------------ files
+
+    def _resolve(self, url_path: str) -> Path | None:
+        """Map a URL path to a regular file under root; anything escaping root is a 404."""
+        relative = url_path.lstrip("/")
+        if not relative:
+            return None
+        candidate = (self.root / relative).resolve()
+        if not candidate.is_relative_to(self.root) or not candidate.is_file():
+            return None
+        return candidate

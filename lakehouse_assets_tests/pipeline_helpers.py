@@ -1,0 +1,83 @@
+"""Shared helpers for tests that run bronze -> silver through Dagster on a temporary instance."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from lakehouse_assets.defs.bronze import klines_archive
+from lakehouse_assets.defs.silver import klines
+from lakehouse_assets.io_manager import HiveParquetIOManager
+from lakehouse_assets.resources import BinanceArchiveResource, LakeResource, UniverseResource
+
+ASSETS = [klines_archive, klines]
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+
+
+def resources(storage: str, archive_url: str, symbols: str, s3_endpoint_url: str | None = None) -> dict[str, Any]:
+    lake = LakeResource(storage=storage, s3_endpoint_url=s3_endpoint_url)
+    return {
+        "lake": lake,
+        "io_manager": HiveParquetIOManager(lake=lake),
+        "archive": BinanceArchiveResource(base_url=archive_url, backoff_seconds=0.01, max_attempts=3),
+        "universe": UniverseResource(symbols=symbols),
+    }
+
+
+def definitions(res: dict[str, Any]) -> dg.Definitions:
+    job = dg.define_asset_job("klines_job", selection=dg.AssetSelection.assets(*ASSETS))
+    return dg.Definitions(assets=ASSETS, jobs=[job], resources=res)
+
+
+def run_range(
+    res: dict[str, Any],
+    start: str,
+    end: str,
+    instance: dg.DagsterInstance,
+    *,
+    run_config: dict | None = None,
+    tags: dict[str, str] | None = None,
+    raise_on_error: bool = True,
+) -> dg.ExecuteInProcessResult:
+    job = definitions(res).resolve_job_def("klines_job")
+    return job.execute_in_process(
+        instance=instance,
+        run_config=run_config,
+        tags={RANGE_START: start, RANGE_END: end, **(tags or {})},
+        raise_on_error=raise_on_error,
+    )
+
+
+def copy_mirror(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def rewrite_zip_csv(zip_path: Path, transform: Any, *, update_checksum: bool = True) -> None:
+    """Rewrite the CSV inside a mirror zip (a deliberately damaged variant) and, optionally, its CHECKSUM."""
+    with zipfile.ZipFile(zip_path) as zf:
+        (member,) = zf.namelist()
+        text = zf.read(member)
+    with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(member, transform(text))
+    if update_checksum:
+        write_checksum(zip_path)
+
+
+def write_checksum(zip_path: Path, digest: str | None = None) -> None:
+    digest = digest or hashlib.sha256(zip_path.read_bytes()).hexdigest()
+    Path(str(zip_path) + ".CHECKSUM").write_text(f"{digest}  {zip_path.name}")
+
+
+def failure_text(result: dg.ExecuteInProcessResult) -> str:
+    return "\n".join(
+        (e.step_failure_data.error.to_string() if e.step_failure_data and e.step_failure_data.error else e.message or "")
+        for e in result.all_events
+        if e.is_step_failure
+    )
