@@ -1,14 +1,11 @@
-"""The Dagster code location: ``dagster dev -w workspace.yaml`` and notebooks load ``defs`` from here."""
+"""The Dagster code location: ``dagster dev -w workspace.yaml`` and notebooks load ``defs`` from here.
 
-from __future__ import annotations
+Every asset, check, job, schedule and sensor defined at the top level of a module under ``defs/``
+is picked up automatically (``load_from_defs_folder``); resources come from ``defs/resources.py``.
+"""
+
+from pathlib import Path
 
 import dagster as dg
 
-from lakehouse_assets.defs import bronze, jobs, silver
-from lakehouse_assets.resources import default_resources
-
-defs = dg.Definitions(
-    assets=[bronze.klines_archive, silver.klines],
-    jobs=[jobs.klines_job],
-    resources=default_resources(),
-)
+defs: dg.Definitions = dg.load_from_defs_folder(path_within_project=Path(__file__).parent)

@@ -38,7 +38,7 @@ order by date, market, symbol
 """
 
 MANIFEST_SQL = """
-select checksum_status, count(*) as files, coalesce(sum(bytes), 0) as bytes
+select checksum_status, count(*) as files, coalesce(sum(bytes), 0)::bigint as bytes
 from bronze.klines_archive group by all order by files desc
 """
 
@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         result = job.execute_in_process(
             instance=instance,
             tags={"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end},
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
             raise_on_error=False,
         )
         status = "ok" if result.success else "FAILED"

@@ -22,6 +22,7 @@ from typing import Any
 
 import dagster as dg
 import polars as pl
+import pyarrow.parquet as pq
 
 from lakehouse_assets.lake_store import LakeStore
 from lakehouse_assets.resources import LakeResource
@@ -45,8 +46,29 @@ def instrument_file(market: str, symbol: str) -> str:
 
 
 def frame_to_parquet(frame: pl.DataFrame) -> bytes:
+    """zstd Parquet tuned for market data, so silver stays smaller than Binance's own zips.
+
+    Timestamps and counts rise steadily, so DELTA_BINARY_PACKED shrinks them to a few bits per row;
+    dictionaries are kept for the constant string columns only (price dictionaries cost more than
+    they save). Data page v1 keeps the files readable by older Hive/Trino/Athena readers.
+    """
+    table = frame.to_arrow()
+    delta = [
+        name for name, dtype in frame.schema.items()
+        if dtype in (pl.Int64, pl.Int32, pl.Date) or isinstance(dtype, pl.Datetime)
+    ]
+    strings = [name for name, dtype in frame.schema.items() if dtype == pl.String]
     buf = io.BytesIO()
-    frame.write_parquet(buf, compression="zstd", statistics=True)
+    pq.write_table(
+        table,
+        buf,
+        compression="zstd",
+        compression_level=6,
+        use_dictionary=strings or False,
+        column_encoding={name: "DELTA_BINARY_PACKED" for name in delta} or None,
+        data_page_version="1.0",
+        write_statistics=True,
+    )
     return buf.getvalue()
 
 

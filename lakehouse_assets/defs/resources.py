@@ -1,0 +1,10 @@
+"""Resources for every asset under defs/, built from environment variables (see README, Configuration)."""
+
+import dagster as dg
+
+from lakehouse_assets.resources import default_resources
+
+
+@dg.definitions
+def resources() -> dg.Definitions:
+    return dg.Definitions(resources=default_resources())
