@@ -9,6 +9,7 @@ import pytest
 
 from lakehouse_assets.sample_mirror import build_sample_mirror
 from lakehouse_assets_tests.archive_server import ArchiveServer
+from lakehouse_assets_tests.rest_server import BinanceRestServer
 
 SAMPLE_DATA = Path(__file__).parent / "data" / "binance"
 
@@ -25,6 +26,13 @@ def sample_mirror(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def archive_server(sample_mirror: Path) -> Iterator[ArchiveServer]:
     """A fresh 127.0.0.1 HTTP server over the sample mirror (clean request log, no faults)."""
     with ArchiveServer(sample_mirror) as server:
+        yield server
+
+
+@pytest.fixture
+def rest_server() -> Iterator[BinanceRestServer]:
+    """A fresh Binance-compatible REST API on 127.0.0.1 serving the real sample klines (no faults, empty log)."""
+    with BinanceRestServer(SAMPLE_DATA) as server:
         yield server
 
 

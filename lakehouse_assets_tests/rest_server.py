@@ -1,0 +1,449 @@
+"""A local stand-in for Binance's REST market-data API, serving the REAL sample kline files.
+
+Why: the gap-fill client talks to Binance through ccxt (rate limiter, URL overrides, error
+mapping). That path only means something when it runs over a real socket against something
+that answers like Binance, and tests must never reach the internet. This server answers the
+kline endpoints of the three markets from the bundled archive files (so every REST candle is a
+real Binance candle, byte for byte the archive's decimal text), plus the small endpoints ccxt
+needs to load markets. Controls let a test drop minutes (as if the exchange had no data), fail
+the next requests with a status (429/418/451/...), or return empty or stuck pages; every request
+is logged.
+
+Routes live in a table (``routes``: path -> handler), so other endpoints (e.g. funding rates) can
+be added with ``add_route`` without touching the request loop.
+
+    spot  /api/v3/klines     max limit 1000    exchangeInfo /api/v3/exchangeInfo
+    um    /fapi/v1/klines    max limit 1500    exchangeInfo /fapi/v1/exchangeInfo
+    cm    /dapi/v1/klines    max limit 1500    exchangeInfo /dapi/v1/exchangeInfo
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import threading
+import urllib.parse
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+logger = logging.getLogger("lakehouse.tests.rest_server")
+
+MARKET_DIRS = {"spot": "data/spot", "um": "data/futures/um", "cm": "data/futures/cm"}
+KLINE_PATHS = {"spot": "/api/v3/klines", "um": "/fapi/v1/klines", "cm": "/dapi/v1/klines"}
+MAX_LIMIT = {"spot": 1000, "um": 1500, "cm": 1500}
+DEFAULT_LIMIT = 500
+INTERVAL_MS = {
+    "1s": 1_000, "1m": 60_000, "3m": 180_000, "5m": 300_000, "15m": 900_000, "30m": 1_800_000,
+    "1h": 3_600_000, "2h": 7_200_000, "4h": 14_400_000, "6h": 21_600_000, "8h": 28_800_000,
+    "12h": 43_200_000, "1d": 86_400_000,
+}
+
+# Error bodies as Binance sends them (https://developers.binance.com/docs/binance-spot-api-docs/errors).
+ERROR_BODIES: dict[int, dict[str, Any]] = {
+    400: {"code": -1121, "msg": "Invalid symbol."},
+    401: {"code": -2015, "msg": "Invalid API-key, IP, or permissions for action."},
+    418: {"code": -1003, "msg": "Way too many requests; IP(127.0.0.1) banned until 1659146914000. "
+          "Please use the websocket for live updates to avoid bans."},
+    429: {"code": -1003, "msg": "Too many requests; current limit of IP(127.0.0.1) is 6000 requests per minute. "
+          "Please use WebSocket Streams for live updates to avoid polling the API."},
+    451: {"code": 0, "msg": "Service unavailable from a restricted location according to 'b. Eligibility' in "
+          "https://www.binance.com/en/terms. Please contact customer service if you believe you received "
+          "this message in error."},
+    500: {"code": -1000, "msg": "An unknown error occurred while processing the request."},
+}
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: Any = None  # JSON-serialisable, or bytes sent as is
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+Handler = Callable[["BinanceRestServer", dict[str, str]], Reply]
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    params: dict[str, str]
+    status: int = 0
+
+
+@dataclass
+class _Fault:
+    path_substring: str
+    remaining: int
+    status: int | None = None
+    retry_after: float | None = None
+    body: Any = None
+    empty: bool = False
+    params: dict[str, str] = field(default_factory=dict)  # only requests carrying these query values
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    owner: BinanceRestServer
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        logger.debug("rest server: error while serving %s", client_address, exc_info=True)
+
+
+class _HTTPHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: object) -> None:
+        logger.debug("rest server: " + format, *args)
+
+    def do_GET(self) -> None:
+        owner = self.server.owner
+        parts = urllib.parse.urlsplit(self.path)
+        params = {k: v[-1] for k, v in urllib.parse.parse_qs(parts.query, keep_blank_values=True).items()}
+        record = owner._record("GET", parts.path, params)
+        try:
+            reply = owner._dispatch(parts.path, params)
+        except _BadRequest as exc:
+            reply = Reply(400, {"code": exc.code, "msg": exc.msg})
+        record.status = reply.status
+        body = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body, separators=(",", ":")).encode()
+        self.send_response(reply.status)
+        self.send_header("Content-Type", "application/json;charset=UTF-8")
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class _BadRequest(Exception):
+    def __init__(self, code: int, msg: str) -> None:
+        super().__init__(msg)
+        self.code = code
+        self.msg = msg
+
+
+class BinanceRestServer:
+    """Binance-compatible REST API on an ephemeral 127.0.0.1 port over a Binance-layout sample folder.
+
+    ``root`` holds ``data/<market>/<daily|monthly>/klines/<SYMBOL>/<interval>/*.zip|*.csv`` (the real
+    sample, or a mirror built from it). Use as a context manager; ``base_url`` goes into
+    LAKEHOUSE_REST_URL / the REST resource.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).resolve()
+        self._lock = threading.RLock()
+        self.requests: list[Request] = []
+        self._faults: list[_Fault] = []
+        self._dropped: list[tuple[str, str, int, int]] = []  # (market, symbol, start_ms, end_ms)
+        self._stuck: dict[str, int] = {}  # kline path -> requests left that ignore startTime
+        self._rows: dict[tuple[str, str, str], list[list[Any]]] = {}
+        self._httpd: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self.server_time_ms: int | None = None  # None: the real clock
+        self.routes: dict[str, Handler] = {}
+        for market, path in KLINE_PATHS.items():
+            self.add_route(path, _klines_handler(market))
+            prefix = path.rsplit("/", 1)[0]
+            self.add_route(f"{prefix}/time", _time_handler)
+            self.add_route(f"{prefix}/ping", lambda server, params: Reply(200, {}))
+            self.add_route(f"{prefix}/exchangeInfo", _exchange_info_handler(market))
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> BinanceRestServer:
+        if self._httpd is None:
+            httpd = _Server(("127.0.0.1", 0), _HTTPHandler)
+            httpd.owner = self
+            self._httpd = httpd
+            self._thread = threading.Thread(
+                target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="rest-server", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            if self._thread is not None:
+                self._thread.join(timeout=5)
+            self._httpd = None
+            self._thread = None
+
+    def __enter__(self) -> BinanceRestServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        if self._httpd is None:
+            raise RuntimeError("BinanceRestServer is not running")
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+
+    # ------------------------------------------------------------------ routes
+
+    def add_route(self, path: str, handler: Handler) -> None:
+        """Serve ``path`` (exact match) with ``handler(server, query_params) -> Reply``."""
+        self.routes[path] = handler
+
+    def _dispatch(self, path: str, params: dict[str, str]) -> Reply:
+        fault = self._take_fault(path, params)
+        if fault is not None:
+            if fault.empty:
+                return Reply(200, [])
+            headers = {} if fault.retry_after is None else {"Retry-After": f"{fault.retry_after:g}"}
+            body = fault.body if fault.body is not None else ERROR_BODIES.get(
+                fault.status or 500, {"code": -1000, "msg": "error"}
+            )
+            return Reply(fault.status or 500, body, headers)
+        handler = self.routes.get(path)
+        if handler is None:
+            return Reply(404, b"<html><body><h1>404 Not Found</h1></body></html>")
+        return handler(self, params)
+
+    # ------------------------------------------------------------------ request log
+
+    def _record(self, method: str, path: str, params: dict[str, str]) -> Request:
+        record = Request(method, path, params)
+        with self._lock:
+            self.requests.append(record)
+        return record
+
+    def kline_requests(self, market: str | None = None) -> list[Request]:
+        """Logged kline requests (all markets, or one), in arrival order."""
+        paths = set(KLINE_PATHS.values()) if market is None else {KLINE_PATHS[market]}
+        with self._lock:
+            return [r for r in self.requests if r.path in paths]
+
+    def clear_requests(self) -> None:
+        with self._lock:
+            self.requests.clear()
+
+    # ------------------------------------------------------------------ controls
+
+    def fail(
+        self,
+        path_substring: str,
+        status: int,
+        *,
+        times: int = 1,
+        retry_after: float | None = None,
+        body: Any = None,
+        params: dict[str, str] | None = None,
+    ) -> None:
+        """Answer the next ``times`` requests whose path contains ``path_substring`` (and, if given, whose
+        query has all of ``params``) with ``status``: Binance's error body for it unless ``body`` is
+        given, and ``Retry-After`` if set."""
+        with self._lock:
+            self._faults.append(
+                _Fault(path_substring, times, status=status, retry_after=retry_after, body=body, params=dict(params or {}))
+            )
+
+    def empty_pages(self, path_substring: str, *, times: int = 1) -> None:
+        """Answer the next ``times`` matching requests with ``[]`` (an empty page), whatever they ask."""
+        with self._lock:
+            self._faults.append(_Fault(path_substring, times, empty=True))
+
+    def ignore_start_time(self, market: str, *, times: int = 10_000) -> None:
+        """Misbehave like a broken proxy: answer kline requests as if no startTime had been sent."""
+        with self._lock:
+            self._stuck[KLINE_PATHS[market]] = times
+
+    def drop(self, market: str, symbol: str, start: datetime, end: datetime) -> None:
+        """Pretend the exchange has no candles with open_time in ``[start, end)`` (UTC) for this symbol."""
+        with self._lock:
+            self._dropped.append((market, symbol, _ms(start), _ms(end)))
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+            self._dropped.clear()
+            self._stuck.clear()
+
+    def _take_fault(self, path: str, params: dict[str, str]) -> _Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                matches = all(params.get(k) == v for k, v in fault.params.items())
+                if fault.remaining > 0 and fault.path_substring in path and matches:
+                    fault.remaining -= 1
+                    if fault.remaining == 0:
+                        self._faults.remove(fault)
+                    return fault
+        return None
+
+    def _take_stuck(self, path: str) -> bool:
+        with self._lock:
+            left = self._stuck.get(path, 0)
+            if left > 0:
+                self._stuck[path] = left - 1
+                return True
+        return False
+
+    # ------------------------------------------------------------------ data
+
+    def rows(self, market: str, symbol: str, interval: str) -> list[list[Any]]:
+        """Every kline of the sample for (market, symbol, interval), as Binance REST rows, sorted, unique."""
+        key = (market, symbol, interval)
+        with self._lock:
+            cached = self._rows.get(key)
+        if cached is None:
+            cached = _load_rows(self.root, market, symbol, interval)
+            with self._lock:
+                self._rows[key] = cached
+        return cached
+
+    def symbols(self, market: str) -> list[str]:
+        base = self.root / MARKET_DIRS[market]
+        found = {p.name for kind in ("daily", "monthly") for p in (base / kind / "klines").glob("*") if p.is_dir()}
+        return sorted(found)
+
+    def _visible(self, market: str, symbol: str, open_ms: int) -> bool:
+        return not any(
+            m == market and s == symbol and start <= open_ms < end for m, s, start, end in self._dropped
+        )
+
+
+# ---------------------------------------------------------------------- handlers
+
+
+def _klines_handler(market: str) -> Handler:
+    def handle(server: BinanceRestServer, params: dict[str, str]) -> Reply:
+        symbol = params.get("symbol", "")
+        interval = params.get("interval", "")
+        if not symbol:
+            raise _BadRequest(-1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.")
+        if interval not in INTERVAL_MS:
+            raise _BadRequest(-1120, "Invalid interval.")
+        if symbol not in server.symbols(market):
+            raise _BadRequest(-1121, "Invalid symbol.")
+        limit = int(params.get("limit") or DEFAULT_LIMIT)
+        if not 1 <= limit <= MAX_LIMIT[market]:
+            raise _BadRequest(-1130, "Invalid data sent for a parameter.")
+        start = int(params["startTime"]) if params.get("startTime") else None
+        end = int(params["endTime"]) if params.get("endTime") else None
+        if server._take_stuck(KLINE_PATHS[market]):
+            start = None
+        with server._lock:
+            rows = [r for r in server.rows(market, symbol, interval) if server._visible(market, symbol, r[0])]
+        if start is not None:
+            rows = [r for r in rows if r[0] >= start]
+        if end is not None:
+            rows = [r for r in rows if r[0] <= end]
+        # Binance: with startTime the page starts there; without it, the newest `limit` candles.
+        page = rows[:limit] if start is not None else rows[-limit:]
+        return Reply(200, page)
+
+    return handle
+
+
+def _time_handler(server: BinanceRestServer, params: dict[str, str]) -> Reply:
+    now = server.server_time_ms if server.server_time_ms is not None else _ms(datetime.now(UTC))
+    return Reply(200, {"serverTime": now})
+
+
+def _exchange_info_handler(market: str) -> Handler:
+    """The subset of exchangeInfo ccxt's binance market loader reads, for the sample's symbols."""
+
+    def handle(server: BinanceRestServer, params: dict[str, str]) -> Reply:
+        symbols = [_symbol_info(market, s) for s in server.symbols(market)]
+        now = server.server_time_ms if server.server_time_ms is not None else _ms(datetime.now(UTC))
+        return Reply(200, {"timezone": "UTC", "serverTime": now, "rateLimits": [], "exchangeFilters": [], "symbols": symbols})
+
+    return handle
+
+
+def _symbol_info(market: str, symbol: str) -> dict[str, Any]:
+    filters = [
+        {"filterType": "PRICE_FILTER", "minPrice": "0.01", "maxPrice": "1000000.00", "tickSize": "0.01"},
+        {"filterType": "LOT_SIZE", "minQty": "0.00001", "maxQty": "9000.00000", "stepSize": "0.00001"},
+    ]
+    if market == "spot":
+        base, quote = _split_spot(symbol)
+        return {
+            "symbol": symbol, "status": "TRADING", "baseAsset": base, "quoteAsset": quote,
+            "baseAssetPrecision": 8, "quotePrecision": 8, "quoteAssetPrecision": 8,
+            "orderTypes": ["LIMIT", "MARKET"], "isSpotTradingAllowed": True, "isMarginTradingAllowed": False,
+            "filters": filters, "permissions": ["SPOT"], "permissionSets": [["SPOT"]],
+        }
+    if market == "um":
+        base, quote = _split_spot(symbol)
+        return {
+            "symbol": symbol, "pair": symbol, "contractType": "PERPETUAL", "deliveryDate": 4133404800000,
+            "onboardDate": 1569398400000, "status": "TRADING", "baseAsset": base, "quoteAsset": quote,
+            "marginAsset": quote, "pricePrecision": 2, "quantityPrecision": 3, "baseAssetPrecision": 8,
+            "quotePrecision": 8, "underlyingType": "COIN", "filters": filters, "orderTypes": ["LIMIT", "MARKET"],
+            "timeInForce": ["GTC"],
+        }
+    pair, _, suffix = symbol.partition("_")
+    base = pair[: -len("USD")]
+    return {
+        "symbol": symbol, "pair": pair, "contractType": "PERPETUAL" if suffix == "PERP" else "CURRENT_QUARTER",
+        "deliveryDate": 4133404800000, "onboardDate": 1597042800000, "contractStatus": "TRADING",
+        "contractSize": 100 if base == "BTC" else 10, "marginAsset": base, "baseAsset": base, "quoteAsset": "USD",
+        "pricePrecision": 1, "quantityPrecision": 0, "baseAssetPrecision": 8, "quotePrecision": 8,
+        "filters": filters, "orderTypes": ["LIMIT", "MARKET"], "timeInForce": ["GTC"],
+    }
+
+
+def _split_spot(symbol: str) -> tuple[str, str]:
+    for quote in ("USDT", "USDC", "BUSD", "FDUSD", "BTC", "ETH", "BNB", "USD"):
+        if symbol.endswith(quote) and len(symbol) > len(quote):
+            return symbol[: -len(quote)], quote
+    raise ValueError(f"cannot split {symbol!r} into base and quote")
+
+
+# ---------------------------------------------------------------------- sample files
+
+
+def _load_rows(root: Path, market: str, symbol: str, interval: str) -> list[list[Any]]:
+    """Parse every daily/monthly kline file of the sample into Binance REST rows.
+
+    Values stay the archive's exact decimal text (Binance REST returns the same strings); µs
+    timestamps (spot files from 2025) become ms, as the REST API answers in ms by default.
+    """
+    by_open: dict[int, list[Any]] = {}
+    base = root / MARKET_DIRS[market]
+    for kind in ("daily", "monthly"):
+        folder = base / kind / "klines" / symbol / interval
+        for path in sorted(folder.glob("*")):
+            if path.name.endswith(".zip"):
+                with zipfile.ZipFile(path) as archive:
+                    (member,) = archive.namelist()
+                    text = archive.read(member).decode()
+            elif path.name.endswith(".csv"):
+                text = path.read_text()
+            else:
+                continue
+            for line in io.StringIO(text):
+                fields = line.strip().split(",")
+                if len(fields) != 12 or not fields[0].strip().isdigit():
+                    continue  # header row or blank line
+                open_ms, close_ms = int(fields[0]), int(fields[6])
+                if open_ms >= 10**15:  # microseconds
+                    open_ms, close_ms = open_ms // 1000, close_ms // 1000
+                by_open[open_ms] = [
+                    open_ms, fields[1], fields[2], fields[3], fields[4], fields[5],
+                    close_ms, fields[7], int(fields[8]), fields[9], fields[10], fields[11],
+                ]
+    return [by_open[k] for k in sorted(by_open)]
+
+
+def _ms(moment: datetime) -> int:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
