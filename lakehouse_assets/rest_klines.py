@@ -58,6 +58,8 @@ RAW_KLINE_METHODS: dict[str, str] = {
 }
 # 1000 fits every Binance market and is the cheapest weight per candle on the futures APIs.
 DEFAULT_PAGE_LIMIT = 1000
+# Binance's documented maxima per request; a larger configured page is clamped, not sent (it would be a 400).
+RAW_MAX_LIMIT: dict[str, int] = {"spot": 1000, "um": 1500, "cm": 1500}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -195,7 +197,7 @@ class RestKlinesClient:
         if raw:
             method = getattr(self.exchange(instrument.market), RAW_KLINE_METHODS[instrument.market])
             params = {"symbol": instrument.symbol, "interval": interval, "startTime": since,
-                      "endTime": end_ms - 1, "limit": limit}
+                      "endTime": end_ms - 1, "limit": min(limit, RAW_MAX_LIMIT[instrument.market])}
             call: Callable[[], Any] = lambda: method(params)  # noqa: E731
         else:
             exchange = self.exchange(instrument.market)
@@ -243,6 +245,8 @@ class RestKlinesClient:
             except ccxt.BadSymbol as exc:
                 raise _Stop(f"{instrument.symbol} is unknown to {self.exchange_id(instrument.market)} "
                             f"(delisted or renamed?): {_short(exc)}") from exc
+            except ccxt.BadRequest as exc:  # e.g. an interval the exchange does not offer: retrying repeats it
+                raise _Stop(f"{self.exchange_id(instrument.market)} rejected the request: {_short(exc)}") from exc
             except ccxt.NetworkError as exc:  # ExchangeNotAvailable, RequestTimeout, connection errors
                 status = exchange.last_http_status
                 if status == 451:

@@ -192,6 +192,18 @@ def test_unknown_symbol_ends_the_window_with_a_reason(rest_server: BinanceRestSe
     assert outcome.error is not None and "XRPUSDT is unknown to binance" in outcome.error
 
 
+def test_a_rejected_request_is_not_retried_and_pages_are_clamped_to_binance_maxima(rest_server: BinanceRestServer) -> None:
+    client, waits = make_client(rest_server, page_limit=1500)
+    outcome = client.fetch(SPOT, "1m", utc(2020, 1, 1), utc(2020, 1, 2))
+    assert outcome.frame.height == 1440  # spot allows 1000 per page: 1500 is clamped, not sent
+    assert [r.params["limit"] for r in rest_server.kline_requests()] == ["1000", "1000"]
+    rest_server.clear_requests()
+    rest_server.fail("/api/v3/klines", 400, body={"code": -1120, "msg": "Invalid interval."})
+    outcome = client.fetch(SPOT, "1m", utc(2020, 1, 1), utc(2020, 1, 1, 1))
+    assert outcome.error is not None and "rejected the request" in outcome.error and "Invalid interval" in outcome.error
+    assert waits == [] and len(rest_server.kline_requests()) == 1
+
+
 def test_unreachable_server_retries_then_reports_the_failure() -> None:
     waits: list[float] = []
     client = RestKlinesClient(
