@@ -221,6 +221,27 @@ class ArchiveClient:
             return False
         return True
 
+    def head(self, path: str) -> dict[str, str] | None:
+        """HEAD probe returning the response headers (ETag, Last-Modified, Content-Length), None on 404.
+
+        The new-archive sensor fingerprints files by these headers when no CHECKSUM is published,
+        so a re-published file is noticed without downloading it. A file:// mirror reports size and
+        mtime instead.
+        """
+        url = self.url_for(path)
+        if self.scheme == "file":
+            local = self._local_path(url)
+            if not local.is_file():
+                return None
+            stat = local.stat()
+            return {"Content-Length": str(stat.st_size), "Last-Modified": str(stat.st_mtime_ns)}
+        headers: dict[str, str] = {}
+        try:
+            self._with_retries("HEAD", url, lambda: self._http_once("HEAD", url, headers_out=headers))
+        except ArchiveNotFound:
+            return None
+        return headers
+
     def close(self) -> None:
         """Close every per-thread session (their pooled sockets)."""
         with self._sessions_lock:
@@ -305,7 +326,7 @@ class ArchiveClient:
                 self._sessions.append(session)
         return session
 
-    def _http_once(self, method: str, url: str) -> bytes:
+    def _http_once(self, method: str, url: str, headers_out: dict[str, str] | None = None) -> bytes:
         try:
             response = self._session().request(method, url, timeout=self.timeout, allow_redirects=True)
         except requests.Timeout as exc:
@@ -327,6 +348,9 @@ class ArchiveClient:
                 )
             if status != 200:
                 raise _Fatal(f"HTTP {status} {response.reason or ''}".rstrip(), status=status)
+            if headers_out is not None:
+                headers_out.clear()
+                headers_out.update(response.headers)
             if method == "HEAD":
                 return b""
             body = response.content

@@ -127,6 +127,7 @@ class S3Store(LakeStore):
     prefix: str
     endpoint_url: str | None = None
     max_attempts: int = 8
+    read_timeout: float = 60.0
     _client_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -154,9 +155,9 @@ class S3Store(LakeStore):
 
         # botocore's "standard" mode retries 5xx, throttling and connection errors with backoff.
         config = Config(
-            retries={"mode": "standard", "max_attempts": self.max_attempts},
-            connect_timeout=10,
-            read_timeout=60,
+            retries={"mode": "standard", "total_max_attempts": self.max_attempts},
+            connect_timeout=min(10.0, self.read_timeout),
+            read_timeout=self.read_timeout,
         )
         return self._session.client(
             "s3", endpoint_url=self.endpoint_url, region_name=self.region, config=config
@@ -282,14 +283,29 @@ class S3Store(LakeStore):
         return f"{self.bucket}/{self._key(key)}"
 
 
-def open_store(storage: str | None = None, s3_endpoint_url: str | None = None) -> LakeStore:
-    """``storage`` is a local path (relative to the working directory) or ``s3://bucket/prefix``."""
+def open_store(
+    storage: str | None = None,
+    s3_endpoint_url: str | None = None,
+    *,
+    s3_max_attempts: int | None = None,
+    s3_timeout_seconds: float | None = None,
+) -> LakeStore:
+    """``storage`` is a local path (relative to the working directory) or ``s3://bucket/prefix``.
+
+    ``s3_max_attempts`` / ``s3_timeout_seconds`` tune botocore's retries (5xx, throttling, resets,
+    timeouts) and its connect/read timeout; unset = the S3Store defaults (8 attempts, 60 s).
+    """
     storage = storage or DEFAULT_STORAGE
     if storage.startswith("s3://"):
         parsed = urlparse(storage)
         if not parsed.netloc:
             raise ValueError(f"LAKEHOUSE_STORAGE={storage!r} has no bucket; expected s3://bucket/prefix")
-        return S3Store(bucket=parsed.netloc, prefix=parsed.path, endpoint_url=s3_endpoint_url or None)
+        tuning: dict[str, Any] = {}
+        if s3_max_attempts:
+            tuning["max_attempts"] = int(s3_max_attempts)
+        if s3_timeout_seconds:
+            tuning["read_timeout"] = float(s3_timeout_seconds)
+        return S3Store(bucket=parsed.netloc, prefix=parsed.path, endpoint_url=s3_endpoint_url or None, **tuning)
     if "://" in storage and not storage.startswith("file://"):
         raise ValueError(f"LAKEHOUSE_STORAGE={storage!r}: only local paths and s3:// URIs are supported")
     return LocalStore(Path(storage.removeprefix("file://")))
@@ -300,4 +316,6 @@ def store_from_env() -> LakeStore:
     return open_store(
         os.environ.get("LAKEHOUSE_STORAGE") or DEFAULT_STORAGE,
         os.environ.get("LAKEHOUSE_S3_ENDPOINT_URL") or None,
+        s3_max_attempts=int(os.environ.get("LAKEHOUSE_S3_MAX_ATTEMPTS") or 0) or None,
+        s3_timeout_seconds=int(os.environ.get("LAKEHOUSE_S3_TIMEOUT_SECONDS") or 0) or None,
     )

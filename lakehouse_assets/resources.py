@@ -15,7 +15,7 @@ from lakehouse_assets.lake_store import DEFAULT_STORAGE, LakeStore, open_store
 
 DEFAULT_ARCHIVE_URL = "https://data.binance.vision"
 
-_stores: dict[tuple[str, str | None], LakeStore] = {}
+_stores: dict[tuple[Any, ...], LakeStore] = {}
 _stores_lock = threading.Lock()
 
 
@@ -35,13 +35,34 @@ class LakeResource(dg.ConfigurableResource):
         default=None, description="LAKEHOUSE_S3_ENDPOINT_URL: S3-compatible endpoint (MinIO, ...); unset = AWS"
     )
 
+    s3_max_attempts: int | None = Field(
+        default=None, description="LAKEHOUSE_S3_MAX_ATTEMPTS: attempts per S3 request (5xx, throttling, timeouts); unset = 8"
+    )
+    s3_timeout_seconds: int | None = Field(
+        default=None, description="LAKEHOUSE_S3_TIMEOUT_SECONDS: S3 connect/read timeout; unset = 60"
+    )
+
     def store(self) -> LakeStore:
         # One store (and one boto3 client) per process and setting: clients are thread-safe and costly to build.
-        key = (self.storage, self.s3_endpoint_url or None)
+        key = (self.storage, self.s3_endpoint_url or None, self.s3_max_attempts, self.s3_timeout_seconds)
         with _stores_lock:
             if key not in _stores:
-                _stores[key] = open_store(self.storage, self.s3_endpoint_url)
+                _stores[key] = open_store(
+                    self.storage,
+                    self.s3_endpoint_url,
+                    s3_max_attempts=self.s3_max_attempts,
+                    s3_timeout_seconds=self.s3_timeout_seconds,
+                )
             return _stores[key]
+
+
+class AlertWebhookResource(dg.ConfigurableResource):
+    """Where run-failure alerts go: a webhook URL (Slack/Mattermost/Teams-style JSON POST); unset = log only."""
+
+    url: str | None = Field(default=None, description="LAKEHOUSE_ALERT_WEBHOOK_URL")
+    ui_url: str | None = Field(
+        default=None, description="LAKEHOUSE_UI_URL: base URL of the Dagster UI, for links to the failed run"
+    )
 
 
 class BinanceArchiveResource(dg.ConfigurableResource):
@@ -175,11 +196,18 @@ def default_resources() -> dict[str, Any]:
     lake = LakeResource(
         storage=env_or("LAKEHOUSE_STORAGE", DEFAULT_STORAGE),
         s3_endpoint_url=env_or("LAKEHOUSE_S3_ENDPOINT_URL", None),
+        s3_max_attempts=dg.EnvVar.int("LAKEHOUSE_S3_MAX_ATTEMPTS") if os.environ.get("LAKEHOUSE_S3_MAX_ATTEMPTS") else None,
+        s3_timeout_seconds=(
+            dg.EnvVar.int("LAKEHOUSE_S3_TIMEOUT_SECONDS") if os.environ.get("LAKEHOUSE_S3_TIMEOUT_SECONDS") else None
+        ),
     )
     return {
         "lake": lake,
         "io_manager": HiveParquetIOManager(lake=lake),
         "archive": BinanceArchiveResource(base_url=env_or("LAKEHOUSE_ARCHIVE_URL", DEFAULT_ARCHIVE_URL)),
         "universe": UniverseResource(symbols=env_or("LAKEHOUSE_SYMBOLS", DEFAULT_SYMBOLS)),
+        "alerts": AlertWebhookResource(
+            url=env_or("LAKEHOUSE_ALERT_WEBHOOK_URL", None), ui_url=env_or("LAKEHOUSE_UI_URL", None)
+        ),
         "binance_rest": rest_resource_from_env(),
     }

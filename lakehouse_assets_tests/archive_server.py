@@ -8,6 +8,8 @@ that a file was (not) downloaded again.
 
 from __future__ import annotations
 
+import email.utils
+import hashlib
 import logging
 import mimetypes
 import socket
@@ -86,6 +88,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", _content_type(file_path))
         self.send_header("Content-Length", str(len(body)))
+        # Like S3/CloudFront: a content hash as ETag, so a re-published file is detectable by HEAD.
+        self.send_header("ETag", f'"{hashlib.md5(body).hexdigest()}"')
+        self.send_header("Last-Modified", email.utils.formatdate(file_path.stat().st_mtime, usegmt=True))
         if fault is not None and fault.truncate:
             self.send_header("Connection", "close")
             self.end_headers()

@@ -10,6 +10,7 @@ from lakehouse_assets.archive_ingest import ArchiveIngestError, ingest_files
 from lakehouse_assets.io_manager import SCOPE_KEY
 from lakehouse_assets.partitions import daily_partitions, range_backfill_policy, window_days
 from lakehouse_assets.resources import BinanceArchiveResource, LakeResource, UniverseResource
+from lakehouse_assets.retries import network_retry_policy
 from lakehouse_assets.selection import InstrumentSelection, select_instruments
 from lakehouse_assets.ui_metadata import markdown_table
 
@@ -30,7 +31,7 @@ class BronzeConfig(InstrumentSelection):
     metadata={"partition_expr": "date"},
     pool="binance_archive",
     kinds={"binance", "parquet"},
-    retry_policy=dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL),
+    retry_policy=network_retry_policy(),
     description=(
         "Raw Binance 1m kline archives (data.binance.vision layout), one daily partition for every configured "
         "instrument. Each zip is stored byte for byte under `bronze/binance/<archive path>` after its sha256 "
