@@ -153,7 +153,7 @@ def _child(args: list[str]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--step", choices=["floor", "run", "core", "resample"], help=argparse.SUPPRESS)
+    parser.add_argument("--step", choices=["floor", "run", "core", "resample", "gold", "gold_run"], help=argparse.SUPPRESS)
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--mirror", type=Path, default=BENCH_DIR / "mirror")
     parser.add_argument("--lake", type=Path)
@@ -172,6 +172,17 @@ def main(argv: list[str] | None = None) -> int:
         else:
             out = run_core(args.mirror, args.lake, args.symbols, first, last)
         print(json.dumps(out))
+        return 0
+    if args.step == "gold":  # resample + features of N synthetic symbol-years, in memory (gold_bench.py)
+        from lakehouse_assets.gold_bench import core as gold_core
+
+        print(json.dumps(gold_core(len(args.symbols.split(",")))))
+        return 0
+    if args.step == "gold_run":  # gold_job through Dagster over a silver lake, as monthly runs
+        from lakehouse_assets.gold_bench import pipeline as gold_pipeline
+
+        print(json.dumps(gold_pipeline(args.lake, args.symbols, date.fromisoformat(args.first),
+                                       date.fromisoformat(args.last), args.runs)))
         return 0
     if args.step == "resample":
         print(json.dumps(resample_query(args.lake, args.symbols.split(":")[1])))
@@ -215,6 +226,13 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = res
     results["sizes (1 symbol-year)"] = _sizes(BENCH_DIR / "lake-year")
     results["duckdb 1m->1h, 1 symbol-year"] = _child(["--step", "resample", "--lake", str(BENCH_DIR / "lake-year"), "--symbols", one])
+    ten = ",".join(f"spot:BENCH{i}USDT" for i in range(1, 11))
+    results["gold: resample + features, 1 symbol-year"] = _child(["--step", "gold", "--symbols", one])
+    results["gold: resample + features, 10 symbol-years"] = _child(["--step", "gold", "--symbols", ten])
+    shutil.copytree(BENCH_DIR / "lake-year", BENCH_DIR / "lake-gold")
+    results["gold_job, 1 symbol x 365 days, 12 runs (Dagster)"] = _child(
+        ["--step", "gold_run", "--lake", str(BENCH_DIR / "lake-gold"), "--symbols", one,
+         "--first", year[0].isoformat(), "--last", year[-1].isoformat(), "--runs", "12"])
 
     BENCH_DIR.mkdir(exist_ok=True)
     (BENCH_DIR / "results.json").write_text(json.dumps(results, indent=2, default=str))
@@ -227,6 +245,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nsilver Parquet {s['silver_parquet_bytes']:,} B vs bronze zips {s['bronze_zip_bytes']:,} B (ratio {s['silver_to_bronze']:.2f})")
     q = results["duckdb 1m->1h, 1 symbol-year"]
     print(f"DuckDB resample 1 symbol-year 1m -> 1h: {q['resample_1h_seconds'] * 1000:.0f} ms ({q['hours']} hourly bars)")
+    print(f"\n{'gold (no Dagster)':28} {'resample s':>10} {'feat 1m s':>10} {'feat 1h+1d':>10} {'total s':>8} "
+          f"{'TA-Lib s':>9} {'x TA-Lib':>9} {'peak RSS MB':>12}")
+    for name in ("gold: resample + features, 1 symbol-year", "gold: resample + features, 10 symbol-years"):
+        g = results[name]
+        print(f"{g['symbols']:>3} symbol-year(s) of 1m       {g['resample_s']:10.2f} {g['features_1m_s']:10.2f} "
+              f"{g['features_1h_1d_s']:10.2f} {g['seconds']:8.2f} {g['talib_s']:9.3f} {g['ratio_to_talib']:9.0f} {g['peak_rss_mb']:12.0f}")
+    g = results["gold_job, 1 symbol x 365 days, 12 runs (Dagster)"]
+    print(f"gold_job through Dagster, 1 symbol x 365 days in 12 runs: {g['seconds']:.1f} s, peak RSS {g['peak_rss_mb']:.0f} MB")
     return 0
 
 

@@ -94,6 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     if not (filled_ok and showcase_ok):
         return 1
 
+    from lakehouse_assets import gold_demo
+
+    print("\ngold: resampled bars and TA-Lib features (see lakehouse_assets/gold_demo.py for which ranges):")
+    if not gold_demo.run_gold(defs, instance, DEMO_RANGES, REPO / ".demo" / "charts"):
+        return 1
+
     import polars as pl
 
     with pl.Config(tbl_rows=100, tbl_cols=-1, tbl_width_chars=160):
@@ -101,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         print(query(MANIFEST_SQL))
         print("\nsilver.klines — rows and first/last close per symbol and day (DuckDB over the Parquet lake):")
         print(query(SUMMARY_SQL))
+    gold_demo.print_gold()
     print(
         f"\nLake: {args.storage}\n"
         "Next: `make dev` opens the Dagster UI (set LAKEHOUSE_ARCHIVE_URL / LAKEHOUSE_SYMBOLS as above to stay offline);\n"

@@ -190,6 +190,30 @@ def rest_resource_from_env() -> BinanceRestResource:
     )
 
 
+class GoldResource(dg.ConfigurableResource):
+    """Which intervals the gold tables hold (see README, Gold tables)."""
+
+    resample_intervals: str = Field(
+        default="5m,15m,1h,4h,1d", description="LAKEHOUSE_RESAMPLE_INTERVALS: intervals of gold/klines_resampled"
+    )
+    feature_intervals: str = Field(
+        default="1m,1h,1d", description="LAKEHOUSE_FEATURE_INTERVALS: intervals of gold/features (1m or resampled ones)"
+    )
+    chart_max_symbols: int = Field(
+        default=12, description="LAKEHOUSE_CHART_MAX_SYMBOLS: charts attached per gold/features materialization"
+    )
+
+    def resample_list(self) -> list[str]:
+        from lakehouse_assets.resample import parse_intervals
+
+        return parse_intervals(self.resample_intervals)
+
+    def feature_list(self) -> list[str]:
+        from lakehouse_assets.resample import parse_intervals
+
+        return parse_intervals(self.feature_intervals, allow_source=True)
+
+
 def default_resources() -> dict[str, Any]:
     from lakehouse_assets.io_manager import HiveParquetIOManager
 
@@ -206,6 +230,13 @@ def default_resources() -> dict[str, Any]:
         "io_manager": HiveParquetIOManager(lake=lake),
         "archive": BinanceArchiveResource(base_url=env_or("LAKEHOUSE_ARCHIVE_URL", DEFAULT_ARCHIVE_URL)),
         "universe": UniverseResource(symbols=env_or("LAKEHOUSE_SYMBOLS", DEFAULT_SYMBOLS)),
+        "gold": GoldResource(
+            resample_intervals=env_or("LAKEHOUSE_RESAMPLE_INTERVALS", "5m,15m,1h,4h,1d"),
+            feature_intervals=env_or("LAKEHOUSE_FEATURE_INTERVALS", "1m,1h,1d"),
+            chart_max_symbols=(
+                dg.EnvVar.int("LAKEHOUSE_CHART_MAX_SYMBOLS") if os.environ.get("LAKEHOUSE_CHART_MAX_SYMBOLS") else 12
+            ),
+        ),
         "alerts": AlertWebhookResource(
             url=env_or("LAKEHOUSE_ALERT_WEBHOOK_URL", None), ui_url=env_or("LAKEHOUSE_UI_URL", None)
         ),

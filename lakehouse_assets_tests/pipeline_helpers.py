@@ -14,6 +14,7 @@ from lakehouse_assets.defs.bronze import klines_archive
 from lakehouse_assets.defs.silver import klines
 from lakehouse_assets.io_manager import HiveParquetIOManager
 from lakehouse_assets.resources import BinanceArchiveResource, LakeResource, UniverseResource
+from lakehouse_assets.resources import GoldResource
 
 ASSETS = [klines_archive, klines]
 RANGE_START = "dagster/asset_partition_range_start"
@@ -27,6 +28,7 @@ def resources(storage: str, archive_url: str, symbols: str, s3_endpoint_url: str
         "io_manager": HiveParquetIOManager(lake=lake),
         "archive": BinanceArchiveResource(base_url=archive_url, backoff_seconds=0.01, max_attempts=3),
         "universe": UniverseResource(symbols=symbols),
+        "gold": GoldResource(),
     }
 
 
@@ -80,4 +82,31 @@ def failure_text(result: dg.ExecuteInProcessResult) -> str:
         (e.step_failure_data.error.to_string() if e.step_failure_data and e.step_failure_data.error else e.message or "")
         for e in result.all_events
         if e.is_step_failure
+    )
+
+
+def run_gold(
+    res: dict[str, Any],
+    start: str,
+    end: str | None,
+    instance: dg.DagsterInstance,
+    *,
+    run_config: dict | None = None,
+    tags: dict[str, str] | None = None,
+    raise_on_error: bool = True,
+) -> dg.ExecuteInProcessResult:
+    """gold/klines_resampled + gold/features (silver must exist): one partition if ``end`` is None,
+    else [start, end] as one range run, the way a backfill run executes."""
+    from lakehouse_assets.defs.gold import features, klines_resampled
+
+    gold_assets = [klines_resampled, features]
+    job = dg.define_asset_job("gold_job", selection=dg.AssetSelection.assets(*gold_assets))
+    defs = dg.Definitions(assets=[*ASSETS, *gold_assets], jobs=[job], resources=res)
+    range_tags = {} if end is None else {RANGE_START: start, RANGE_END: end}
+    return defs.resolve_job_def("gold_job").execute_in_process(
+        instance=instance,
+        run_config=run_config,
+        partition_key=start if end is None else None,
+        tags={**range_tags, **(tags or {})},
+        raise_on_error=raise_on_error,
     )

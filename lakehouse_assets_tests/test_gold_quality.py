@@ -1,0 +1,113 @@
+"""Pandera checks on the gold tables: pass on real data, name the rows of damaged copies."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import polars as pl
+import pytest
+
+from lakehouse_assets.gold_quality import (
+    FEATURE_CHECK_DESCRIPTIONS,
+    RESAMPLED_CHECK_DESCRIPTIONS,
+    validate_features,
+    validate_resampled,
+)
+from lakehouse_assets.indicators import compute_features
+from lakehouse_assets.resample import resample_klines
+from lakehouse_assets_tests.test_indicators import hourly
+from lakehouse_assets_tests.test_resample import um_day
+
+
+def outcomes(results) -> dict[str, bool]:
+    return {o.name: o.passed for o in results}
+
+
+@pytest.fixture(scope="module")
+def features() -> pl.DataFrame:
+    return compute_features(hourly("2020-02"))
+
+
+@pytest.fixture(scope="module")
+def resampled() -> pl.DataFrame:
+    return resample_klines(um_day(), ["5m", "1h", "1d"])
+
+
+def test_real_features_pass_every_check(features: pl.DataFrame) -> None:
+    results = validate_features(features)
+    assert outcomes(results) == dict.fromkeys(FEATURE_CHECK_DESCRIPTIONS, True)
+    assert all(o.failures.height == 0 for o in results)
+
+
+def test_real_resampled_bars_pass_every_check(resampled: pl.DataFrame) -> None:
+    assert outcomes(validate_resampled(resampled)) == dict.fromkeys(RESAMPLED_CHECK_DESCRIPTIONS, True)
+
+
+@pytest.mark.parametrize(
+    ("damage", "check", "rule"),
+    [
+        (
+            pl.when(pl.col("open_time") == datetime(2020, 2, 10, 5, tzinfo=UTC))
+            .then(100.5)
+            .otherwise(pl.col("rsi_14"))
+            .alias("rsi_14"),
+            "rsi_range",
+            "0 <= rsi_14 <= 100",
+        ),
+        (
+            pl.when(pl.col("open_time") == datetime(2020, 2, 10, 5, tzinfo=UTC))
+            .then(float("nan"))
+            .otherwise(pl.col("atr_14"))
+            .alias("atr_14"),
+            "atr_non_negative",
+            "atr_14 >= 0",
+        ),
+        (
+            pl.when(pl.col("open_time") == datetime(2020, 2, 10, 5, tzinfo=UTC))
+            .then(pl.col("bb_upper_20_2"))
+            .otherwise(pl.col("bb_lower_20_2"))
+            .alias("bb_lower_20_2"),
+            "bollinger_order",
+            "bb_lower <= bb_middle",
+        ),
+    ],
+)
+def test_damaged_values_fail_their_check_and_name_the_bar(
+    features: pl.DataFrame, damage: pl.Expr, check: str, rule: str
+) -> None:
+    results = {o.name: o for o in validate_features(features.with_columns(damage))}
+    failed = [name for name, o in results.items() if not o.passed]
+    assert failed == [check]
+    rows = results[check].failures
+    assert rows.height == 1
+    assert rows.row(0, named=True)["open_time"] == datetime(2020, 2, 10, 5, tzinfo=UTC)
+    assert rows["rule"].to_list() == [rule]
+    assert results[check].failures_by_day.rows() == [("spot", "BTCUSDT", datetime(2020, 2, 10).date(), 1)]
+
+
+def test_duplicate_bar_and_wrong_columns_are_caught(features: pl.DataFrame) -> None:
+    results = {o.name: o for o in validate_features(pl.concat([features, features.slice(100, 1)]))}
+    assert not results["unique_bars"].passed and results["schema"].passed
+    assert results["unique_bars"].failures["open_time"].unique().to_list() == [features["open_time"][100]]
+    results = {
+        o.name: o for o in validate_features(features.drop("atr_14").with_columns(pl.col("bars_24h").cast(pl.Int32)))
+    }
+    assert not results["schema"].passed
+    assert any("bars_24h" in r for r in results["schema"].failures["rule"].to_list())
+
+
+def test_resampled_coverage_rules(resampled: pl.DataFrame) -> None:
+    lying = resampled.with_columns(
+        is_complete=pl.when(pl.col("open_time") == datetime(2022, 4, 8, 3, tzinfo=UTC))
+        .then(False)
+        .otherwise(pl.col("is_complete"))
+    )
+    results = {o.name: o for o in validate_resampled(lying)}
+    assert not results["bar_coverage"].passed
+    assert set(results["bar_coverage"].failures["interval"]) == {"5m", "1h"}  # the 03:00 5m and 1h bars
+    too_many = resampled.with_columns(
+        minutes=pl.when(pl.col("interval") == "1d").then(1441).otherwise(pl.col("minutes"))
+    )
+    assert not outcomes(validate_resampled(too_many))["bar_coverage"]
+    off_grid = resampled.with_columns(open_time=pl.col("open_time") + pl.duration(minutes=1))
+    assert not outcomes(validate_resampled(off_grid))["time_grid"]
