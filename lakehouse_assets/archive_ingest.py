@@ -50,7 +50,7 @@ MANIFEST_SCHEMA: dict[str, pl.DataType] = {
 
 
 class ChecksumMismatchError(RuntimeError):
-    def __init__(self, file: str, instrument: Instrument, day: date, expected: str, actual: str) -> None:
+    def __init__(self, file: str, instrument: Instrument, day: date | str, expected: str, actual: str) -> None:
         self.file = file
         super().__init__(
             f"{file} ({instrument.key}, {day}): sha256 {actual} does not match the published CHECKSUM "
@@ -98,6 +98,67 @@ def _published_digest(client: ArchiveClient, path: str) -> tuple[bytes | None, s
         raise ValueError(f"{path}.CHECKSUM is malformed: {exc}") from exc
 
 
+@dataclass(frozen=True)
+class StoredFile:
+    """Outcome of fetching one archive file into the lake (any data type: daily klines, monthly funding...)."""
+
+    source_url: str
+    lake_path: str | None
+    sha256: str | None
+    bytes: int | None
+    checksum_status: str
+    published_sha256: str | None
+    downloaded: bool
+
+
+def store_verified(
+    client: ArchiveClient,
+    store: LakeStore,
+    path: str,
+    *,
+    instrument: Instrument,
+    period: date | str,
+    accept_checksum_mismatch: bool = False,
+) -> StoredFile:
+    """Copy one archive file into ``bronze/binance/<path>`` after checking it against its CHECKSUM.
+
+    A copy already in the lake whose sha256 still equals the published CHECKSUM is reused without
+    downloading the zip again (only the small CHECKSUM is fetched, so a re-published file is noticed).
+    ``period`` (a day, or a month like ``2026-04``) only serves error messages.
+    """
+    name = path.rsplit("/", 1)[-1]
+    lake_key = f"{RAW_PREFIX}/{path}"
+    source_url = client.url_for(path)
+    checksum_raw, expected = _published_digest(client, path)
+    if expected is not None and store.exists(lake_key):
+        stored = store.get_bytes(lake_key)
+        if _sha256(stored) == expected:
+            return StoredFile(source_url, lake_key, expected, len(stored), "verified", expected, False)
+    data: bytes | None = None
+    status = "no_checksum"
+    for attempt in (1, 2):
+        try:
+            data = client.fetch(path)
+        except ArchiveNotFound:
+            return StoredFile(source_url, None, None, None, "missing", expected, False)
+        if expected is None or _sha256(data) == expected:
+            status = "verified" if expected else "no_checksum"
+            break
+        if attempt == 1:
+            log.warning("%s (%s, %s): sha256 mismatch, downloading zip and CHECKSUM again", name, instrument.key, period)
+            checksum_raw, expected = _published_digest(client, path)
+    else:
+        assert data is not None and expected is not None
+        if not accept_checksum_mismatch:
+            raise ChecksumMismatchError(name, instrument, period, expected, _sha256(data))
+        status = "mismatch_accepted"
+    assert data is not None
+    store.put_bytes(lake_key, data)
+    if checksum_raw is not None:
+        store.put_bytes(lake_key + ".CHECKSUM", checksum_raw)
+    return StoredFile(source_url, lake_key, _sha256(data), len(data), status, expected, True)
+
+
 def ingest_file(
     client: ArchiveClient,
     store: LakeStore,
@@ -108,48 +169,17 @@ def ingest_file(
     accept_checksum_mismatch: bool = False,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> ManifestRow:
-    path = instrument.daily_klines_path(interval, day)
-    name = path.rsplit("/", 1)[-1]
-    lake_key = f"{RAW_PREFIX}/{path}"
-    row = dict(
-        market=instrument.market, symbol=instrument.symbol, interval=interval, date=day, source_url=client.url_for(path)
+    stored = store_verified(
+        client,
+        store,
+        instrument.daily_klines_path(interval, day),
+        instrument=instrument,
+        period=day,
+        accept_checksum_mismatch=accept_checksum_mismatch,
     )
-    checksum_raw, expected = _published_digest(client, path)
-    if expected is not None and store.exists(lake_key):
-        stored = store.get_bytes(lake_key)
-        if _sha256(stored) == expected:
-            return ManifestRow(
-                **row, lake_path=lake_key, sha256=expected, bytes=len(stored), checksum_status="verified",
-                published_sha256=expected, downloaded=False, fetched_at=now(),
-            )
-    data: bytes | None = None
-    status = "no_checksum"
-    for attempt in (1, 2):
-        try:
-            data = client.fetch(path)
-        except ArchiveNotFound:
-            return ManifestRow(
-                **row, lake_path=None, sha256=None, bytes=None, checksum_status="missing",
-                published_sha256=expected, downloaded=False, fetched_at=now(),
-            )
-        if expected is None or _sha256(data) == expected:
-            status = "verified" if expected else "no_checksum"
-            break
-        if attempt == 1:
-            log.warning("%s (%s, %s): sha256 mismatch, downloading zip and CHECKSUM again", name, instrument.key, day)
-            checksum_raw, expected = _published_digest(client, path)
-    else:
-        assert data is not None and expected is not None
-        if not accept_checksum_mismatch:
-            raise ChecksumMismatchError(name, instrument, day, expected, _sha256(data))
-        status = "mismatch_accepted"
-    assert data is not None
-    store.put_bytes(lake_key, data)
-    if checksum_raw is not None:
-        store.put_bytes(lake_key + ".CHECKSUM", checksum_raw)
     return ManifestRow(
-        **row, lake_path=lake_key, sha256=_sha256(data), bytes=len(data), checksum_status=status,
-        published_sha256=expected, downloaded=True, fetched_at=now(),
+        market=instrument.market, symbol=instrument.symbol, interval=interval, date=day, fetched_at=now(),
+        **asdict(stored),
     )
 
 

@@ -100,6 +100,12 @@ def main(argv: list[str] | None = None) -> int:
     if not gold_demo.run_gold(defs, instance, DEMO_RANGES, REPO / ".demo" / "charts"):
         return 1
 
+    from lakehouse_assets import funding_demo
+
+    print("\nfunding: the bundled USD-M fundingRate month (monthly archive -> silver/funding_rates):")
+    if not funding_demo.run_funding(defs, instance):
+        return 1
+
     import polars as pl
 
     with pl.Config(tbl_rows=100, tbl_cols=-1, tbl_width_chars=160):
@@ -108,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\nsilver.klines — rows and first/last close per symbol and day (DuckDB over the Parquet lake):")
         print(query(SUMMARY_SQL))
     gold_demo.print_gold()
+    funding_demo.print_funding()
     print(
         f"\nLake: {args.storage}\n"
         "Next: `make dev` opens the Dagster UI (set LAKEHOUSE_ARCHIVE_URL / LAKEHOUSE_SYMBOLS as above to stay offline);\n"

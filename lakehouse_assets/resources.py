@@ -169,6 +169,8 @@ class FundingResource(dg.ConfigurableResource):
         "is the default (unset: 0.03), 'market:SYMBOL=cap' overrides, e.g. '0.03,um:BTCUSDT=0.003'",
     )
 
+    chart_max_symbols: int = Field(default=12, description="funding charts attached per silver/funding_rates materialization")
+
     def caps(self) -> Any:
         from lakehouse_assets.funding_quality import parse_rate_caps
 
@@ -237,6 +239,7 @@ def default_resources() -> dict[str, Any]:
                 dg.EnvVar.int("LAKEHOUSE_CHART_MAX_SYMBOLS") if os.environ.get("LAKEHOUSE_CHART_MAX_SYMBOLS") else 12
             ),
         ),
+        "funding": FundingResource(rate_caps=env_or("LAKEHOUSE_FUNDING_RATE_CAPS", "")),
         "alerts": AlertWebhookResource(
             url=env_or("LAKEHOUSE_ALERT_WEBHOOK_URL", None), ui_url=env_or("LAKEHOUSE_UI_URL", None)
         ),
