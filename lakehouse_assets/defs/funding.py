@@ -33,7 +33,7 @@ from lakehouse_assets.funding_transforms import slot_report
 from lakehouse_assets.io_manager import SCOPE_KEY, partition_dir, scan_partitions, table_prefix
 from lakehouse_assets.klines_from_archives import SilverBuildError
 from lakehouse_assets.partitions import daily_partitions, range_backfill_policy, window_days
-from lakehouse_assets.quality import CheckOutcome
+from lakehouse_assets.check_results import check_result, raise_if_blocked
 from lakehouse_assets.resources import (
     BinanceArchiveResource,
     BinanceRestResource,
@@ -51,37 +51,6 @@ GOLD_FUNDING = dg.AssetKey(["gold", "funding_features"])
 # The bars the features are computed for: gold/features' keys (its intervals, LAKEHOUSE_FEATURE_INTERVALS).
 GOLD_FEATURES = dg.AssetKey(["gold", "features"])
 BAR_COLUMNS = ["market", "symbol", "interval", "open_time", "close_time"]
-
-
-def _check_result(asset: dg.AssetKey, outcome: CheckOutcome, severity: dg.AssetCheckSeverity) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(
-        asset_key=asset,
-        check_name=outcome.name,
-        passed=outcome.passed,
-        severity=severity,
-        description=outcome.description,
-        metadata={
-            "failing_rows": outcome.failures.height,
-            "failures_by_day": dg.MetadataValue.md(markdown_table(outcome.failures_by_day)),
-            "sample_failures": dg.MetadataValue.md(markdown_table(outcome.failures, limit=20)),
-        },
-    )
-
-
-def _refuse(table: str, failed: list[CheckOutcome]) -> None:
-    lines = []
-    for outcome in failed:
-        where = ", ".join(
-            f"{r['date']} {r['market']}:{r['symbol']} ({r['failing_rows']} rows)"
-            for r in outcome.failures_by_day.head(10).iter_rows(named=True)
-        )
-        rules = ", ".join(sorted(set(outcome.failures["rule"].drop_nulls().to_list())))
-        lines.append(f"{outcome.name} [{rules}]: {where or 'frame-wide failure'}")
-    raise dg.Failure(
-        description=f"{table} not written: blocking checks failed\n" + "\n".join(lines),
-        metadata={o.name: dg.MetadataValue.md(markdown_table(o.failures, limit=20)) for o in failed},
-        allow_retries=False,
-    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -228,7 +197,7 @@ def funding_rates(
     outcomes = validate_silver_funding(frame, caps)
     for outcome in outcomes:
         severity = dg.AssetCheckSeverity.ERROR if outcome.name in BLOCKING_CHECKS else dg.AssetCheckSeverity.WARN
-        yield _check_result(SILVER_FUNDING, outcome, severity)
+        yield check_result(outcome, asset_key=SILVER_FUNDING, severity=severity)
     report = slot_report(frame, days, futures)
     count = validate_fundings_per_day(report)
     incomplete = report.filter(pl.col("missing").is_null() | (pl.col("missing") > 0))
@@ -243,9 +212,7 @@ def funding_rates(
             "missing_slots": int(incomplete["missing"].fill_null(0).sum()),
         },
     )
-    failed = [o for o in outcomes if o.name in BLOCKING_CHECKS and not o.passed]
-    if failed:
-        _refuse("silver/funding_rates", failed)
+    raise_if_blocked("silver/funding_rates", [o for o in outcomes if o.name in BLOCKING_CHECKS])
 
     per_symbol = (
         frame.group_by("market", "symbol")

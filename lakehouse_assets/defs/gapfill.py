@@ -11,6 +11,7 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
+from lakehouse_assets.check_results import check_result, raise_if_blocked
 from lakehouse_assets.io_manager import SCOPE_KEY, scan_partitions, table_prefix
 from lakehouse_assets.kline_gapfill import (
     SOURCE_ARCHIVE,
@@ -22,7 +23,7 @@ from lakehouse_assets.kline_gapfill import (
 )
 from lakehouse_assets.kline_schema import SILVER_KLINES_SCHEMA, empty_klines, interval_to_timedelta
 from lakehouse_assets.partitions import daily_partitions, daily_partitions_with_today, range_backfill_policy, window_days
-from lakehouse_assets.quality import CHECK_DESCRIPTIONS, CheckOutcome, validate_silver_klines
+from lakehouse_assets.quality import CHECK_DESCRIPTIONS, validate_silver_klines
 from lakehouse_assets.resources import BinanceRestResource, LakeResource, UniverseResource
 from lakehouse_assets.selection import InstrumentSelection, select_instruments
 from lakehouse_assets.ui_metadata import markdown_table
@@ -70,20 +71,6 @@ def _load_archive(lake: LakeResource, days: list[date]) -> pl.DataFrame:
     if frame.is_empty():
         return empty_klines()
     return frame.select(list(SILVER_KLINES_SCHEMA))
-
-
-def _check_result(outcome: CheckOutcome) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(
-        asset_key=KLINES_FILLED,
-        check_name=outcome.name,
-        passed=outcome.passed,
-        description=outcome.description,
-        metadata={
-            "failing_rows": outcome.failures.height,
-            "failures_by_day": dg.MetadataValue.md(markdown_table(outcome.failures_by_day)),
-            "sample_failures": dg.MetadataValue.md(markdown_table(outcome.failures, limit=20)),
-        },
-    )
 
 
 def _overall(report: pl.DataFrame) -> float:
@@ -207,17 +194,10 @@ def klines_filled(
 
     outcomes = validate_silver_klines(validation_view(result.frame))
     for outcome in outcomes:
-        yield _check_result(outcome)
+        yield check_result(outcome, asset_key=KLINES_FILLED)
     yield _completeness_result(result)
 
-    failed = [o for o in outcomes if not o.passed]
-    if failed:
-        raise dg.Failure(
-            description="silver/klines_filled not written: blocking checks failed: "
-            + ", ".join(f"{o.name} ({o.failures.height} rows)" for o in failed),
-            metadata={o.name: dg.MetadataValue.md(markdown_table(o.failures, limit=20)) for o in failed},
-            allow_retries=False,
-        )
+    raise_if_blocked("silver/klines_filled", outcomes)
 
     markets = sorted({i.market for i in instruments})
     rest_sources = (

@@ -6,11 +6,12 @@ from collections.abc import Iterator
 import dagster as dg
 import polars as pl
 
+from lakehouse_assets.check_results import check_result, raise_if_blocked
 from lakehouse_assets.completeness import completeness_report
 from lakehouse_assets.io_manager import SCOPE_KEY
 from lakehouse_assets.klines_from_archives import SilverBuildError, build_klines
 from lakehouse_assets.partitions import daily_partitions, range_backfill_policy, window_days
-from lakehouse_assets.quality import CHECK_DESCRIPTIONS, CheckOutcome, validate_silver_klines
+from lakehouse_assets.quality import CHECK_DESCRIPTIONS, validate_silver_klines
 from lakehouse_assets.resources import LakeResource, UniverseResource
 from lakehouse_assets.selection import InstrumentSelection, select_instruments
 from lakehouse_assets.ui_metadata import markdown_table
@@ -24,19 +25,6 @@ def _overall(report: pl.DataFrame) -> float:
     """Share of expected bars present on the grid (duplicates or off-grid rows cannot hide a gap)."""
     expected = int(report["expected"].sum())
     return round(1 - int(report["missing_minutes"].sum()) / expected, 6) if expected else 1.0
-
-
-def _check_result(outcome: CheckOutcome) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(
-        check_name=outcome.name,
-        passed=outcome.passed,
-        description=outcome.description,
-        metadata={
-            "failing_rows": outcome.failures.height,
-            "failures_by_day": dg.MetadataValue.md(markdown_table(outcome.failures_by_day)),
-            "sample_failures": dg.MetadataValue.md(markdown_table(outcome.failures, limit=20)),
-        },
-    )
 
 
 @dg.asset(
@@ -81,8 +69,7 @@ def klines(
 
     outcomes = validate_silver_klines(frame)
     for outcome in outcomes:
-        yield _check_result(outcome)
-    failed = [o for o in outcomes if not o.passed]
+        yield check_result(outcome)
 
     report = completeness_report(frame, days=days, instruments=instruments, interval="1m")
     incomplete = report.filter(pl.col("missing_minutes") > 0)
@@ -99,20 +86,7 @@ def klines(
         },
     )
 
-    if failed:
-        lines = []
-        for outcome in failed:
-            days_failed = ", ".join(
-                f"{r['date']} {r['market']}:{r['symbol']} ({r['failing_rows']} rows)"
-                for r in outcome.failures_by_day.head(10).iter_rows(named=True)
-            )
-            rules = ", ".join(sorted(set(outcome.failures["rule"].cast(pl.String).to_list()))) if "rule" in outcome.failures.columns else ""
-            lines.append(f"{outcome.name} [{rules}]: {days_failed or 'frame-wide failure'}")
-        raise dg.Failure(
-            description="silver/klines not written: blocking checks failed\n" + "\n".join(lines),
-            metadata={o.name: dg.MetadataValue.md(markdown_table(o.failures, limit=20)) for o in failed},
-            allow_retries=False,
-        )
+    raise_if_blocked("silver/klines", outcomes)
 
     per_symbol = (
         report.group_by("market", "symbol")
