@@ -99,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\ngold: resampled bars and TA-Lib features (see lakehouse_assets/gold_demo.py for which ranges):")
     if not gold_demo.run_gold(defs, instance, DEMO_RANGES, REPO / ".demo" / "charts"):
         return 1
+    if not gold_demo.gapfill_to_gold(REPO / ".demo" / "gapfill" / "lake"):
+        return 1
 
     from lakehouse_assets import funding_demo
 

@@ -2,7 +2,9 @@
 
 gold/klines_resampled is held to the same rules as silver (it is a kline table too: the silver
 rules are reused on its silver columns) plus ``bar_coverage``: a bar never claims more minutes
-than its interval has, and ``is_complete`` is true exactly when every minute is there.
+than its interval has, and ``is_complete`` is true exactly when every minute is there. Bars holding
+a REST minute from an OHLCV-only source have unknown (null) volume details, exactly like those
+minutes in silver/klines_filled, and are validated the same way (on everything that is known).
 
 gold/features gets the invariants a user relies on without checking: RSI inside [0, 100],
 Bollinger bands ordered, ATR non-negative, one row per (market, symbol, interval, open_time), and
@@ -22,10 +24,11 @@ from pandera.errors import SchemaErrors
 
 from lakehouse_assets.indicators import FEATURES_SCHEMA
 from lakehouse_assets.indicators import KEY_COLUMNS as FEATURE_KEY
+from lakehouse_assets.kline_gapfill import SOURCE_REST, validation_view
 from lakehouse_assets.kline_schema import INTERVAL_MS, SILVER_KLINES_SCHEMA
 from lakehouse_assets.quality import CHECK_DESCRIPTIONS as SILVER_CHECK_DESCRIPTIONS
 from lakehouse_assets.quality import CheckOutcome, validate_silver_klines
-from lakehouse_assets.resample import MINUTE_MS, RESAMPLED_SCHEMA
+from lakehouse_assets.resample import MINUTE_MS, MIXED_SOURCE, RESAMPLED_SCHEMA
 
 _ROW = "row"
 # pandera's own schema-level checks (as opposed to our named rules): report the column with them
@@ -143,13 +146,26 @@ _FEATURE_VALUES: dict[str, tuple[str, ...]] = {
 def validate_resampled(frame: pl.DataFrame) -> list[CheckOutcome]:
     """The four silver rules on the silver columns, then ``bar_coverage``; one outcome per check."""
     silver_part = frame.drop([c for c in RESAMPLED_SCHEMA if c not in SILVER_KLINES_SCHEMA], strict=False)
-    outcomes = validate_silver_klines(silver_part)
+    outcomes = validate_silver_klines(_known_values_view(silver_part))
     for outcome in outcomes:
         outcome.description = RESAMPLED_CHECK_DESCRIPTIONS[outcome.name]
     outcomes.extend(
         _run(frame, _RESAMPLED_SCHEMAS, RESAMPLED_CHECK_DESCRIPTIONS, {"bar_coverage": ("minutes", "is_complete")})
     )
     return outcomes
+
+
+def _known_values_view(bars: pl.DataFrame) -> pl.DataFrame:
+    """The gap-fill's validation view (kline_gapfill.validation_view) applied to resampled bars.
+
+    A bar with a minute from an OHLCV-only REST source has its volume details null (unknown; see
+    resample.py); its source is 'rest' or, next to archive minutes, 'mixed'. Both get the same
+    treatment as such a minute in silver/klines_filled; a null in an all-archive bar still fails.
+    """
+    if "source" not in bars.columns:
+        return bars
+    as_rest = pl.when(pl.col("source") == MIXED_SOURCE).then(pl.lit(SOURCE_REST)).otherwise(pl.col("source"))
+    return validation_view(bars.with_columns(source=as_rest)).with_columns(bars["source"])
 
 
 def validate_features(frame: pl.DataFrame) -> list[CheckOutcome]:

@@ -202,13 +202,19 @@ def _features_one(part: pl.DataFrame) -> pl.LazyFrame:
         .with_columns(
             __qsum=pl.col("quote_volume").rolling_sum_by(**window),
             __vsum=pl.col("volume").rolling_sum_by(**window),
+            # quote volume unknown (an OHLCV-only REST bar, see resample.py) anywhere in the window -> VWAP unknown
+            __qnull=pl.col("quote_volume").is_null().cast(pl.Int64).rolling_sum_by(**window)
+            if part["quote_volume"].null_count()
+            else pl.lit(0, dtype=pl.Int64),
             __vmean=pl.col("volume").rolling_mean_by(**window),
             __vstd=pl.col("volume").rolling_std_by(**window, min_samples=2),
             __rstd=pl.col("log_ret_1").rolling_std_by(**window, min_samples=2),
             bars_24h=pl.col("close").is_not_null().cast(pl.Int64).rolling_sum_by(**window),
         )
         .with_columns(
-            vwap_24h=pl.when(pl.col("__vsum") > 0).then(pl.col("__qsum") / pl.col("__vsum")),
+            vwap_24h=pl.when((pl.col("__vsum") > 0) & (pl.col("__qnull") == 0)).then(
+                pl.col("__qsum") / pl.col("__vsum")
+            ),
             realized_vol_24h=pl.col("__rstd") * math.sqrt(bars_per_year(interval)),
             volume_zscore_24h=pl.when(pl.col("__vstd") > 0).then(
                 (pl.col("volume") - pl.col("__vmean")) / pl.col("__vstd")

@@ -18,6 +18,11 @@ Two columns say how much of the bar is really there: ``minutes`` (1m bars presen
 a bar built from an incomplete period is kept, because it is what the exchange would show for
 the trades that happened, but it is never labelled complete. A bar with no minute at all does
 not exist. Intervals must divide a UTC day, so every bar lies inside one daily partition.
+
+Unknown stays unknown: a 1m bar the gap-fill took from an OHLCV-only REST source has null
+quote volume, trade count and taker-buy volumes (the source does not say). A sum over minutes of
+which one is unknown is unknown too, so such a bar's column is null, never a partial sum that
+would understate it; prices and ``volume`` are known and aggregate as usual.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ MIXED_SOURCE = "mixed"
 
 _SUMMED_FLOATS = ("volume", "quote_volume", "taker_buy_volume", "taker_buy_quote_volume")
 _NULLABLE_SUMS = ("contract_volume", "taker_buy_contract_volume")
+_SUMMED = (*_SUMMED_FLOATS, *_NULLABLE_SUMS, "trade_count")
 
 
 def parse_intervals(text: str | Iterable[str], *, allow_source: bool = False) -> list[str]:
@@ -148,6 +154,7 @@ class _Minutes:
     epoch: np.ndarray
     columns: dict[str, np.ndarray]
     units: dict[str, tuple[np.ndarray, np.ndarray]]
+    unknown: dict[str, np.ndarray]  # per summed column with some (not all) nulls: which minutes are null
     sources: list[str]
     source_codes: np.ndarray | None  # None when every minute has the same source
 
@@ -159,10 +166,12 @@ class _Minutes:
             market=part["market"][0],
             symbol=part["symbol"][0],
             epoch=part["open_time"].dt.epoch("ms").to_numpy(),
-            columns={c: part[c].to_numpy() for c in ("open", "high", "low", "close", "trade_count")},
-            units={
-                c: _units(part[c]) for c in (*_SUMMED_FLOATS, *_NULLABLE_SUMS) if part[c].null_count() < part.height
+            columns={
+                **{c: part[c].to_numpy() for c in ("open", "high", "low", "close")},  # never null in silver
+                **({"trade_count": _known(part["trade_count"]).to_numpy()} if _some_known(part, "trade_count") else {}),
             },
+            units={c: _units(_known(part[c])) for c in (*_SUMMED_FLOATS, *_NULLABLE_SUMS) if _some_known(part, c)},
+            unknown={c: part[c].is_null().to_numpy() for c in _SUMMED if 0 < part[c].null_count() < part.height},
             sources=distinct.to_list(),
             source_codes=None
             if distinct.len() == 1
@@ -181,7 +190,12 @@ def _resample_one(m: _Minutes, interval: str, step: int) -> pl.DataFrame:
     last = np.r_[first[1:] - 1, len(bucket) - 1]
     n = len(first)
     minutes = np.diff(np.r_[first, len(bucket)])
-    sums = {c: _exact_sum(hi, lo, first) for c, (hi, lo) in m.units.items()}
+    sums: dict[str, np.ndarray | pl.Series | None] = {c: _exact_sum(hi, lo, first) for c, (hi, lo) in m.units.items()}
+    if "trade_count" in m.columns:
+        sums["trade_count"] = np.add.reduceat(m.columns["trade_count"], first)
+    for c, null_minutes in m.unknown.items():  # a bar with an unknown minute has an unknown sum
+        unknown_bars = np.flatnonzero(np.add.reduceat(null_minutes.astype(np.int64), first))
+        sums[c] = pl.Series(c, sums[c]).scatter(unknown_bars, None)
     if m.source_codes is None:
         source = pl.Series("source", [m.sources[0]], dtype=pl.String).extend_constant(m.sources[0], n - 1)
     else:
@@ -202,11 +216,11 @@ def _resample_one(m: _Minutes, interval: str, step: int) -> pl.DataFrame:
         "high": np.maximum.reduceat(m.columns["high"], first),
         "low": np.minimum.reduceat(m.columns["low"], first),
         "close": m.columns["close"][last],
-        "volume": sums["volume"],
-        "quote_volume": sums["quote_volume"],
-        "trade_count": np.add.reduceat(m.columns["trade_count"], first),
-        "taker_buy_volume": sums["taker_buy_volume"],
-        "taker_buy_quote_volume": sums["taker_buy_quote_volume"],
+        "volume": sums.get("volume"),
+        "quote_volume": sums.get("quote_volume"),
+        "trade_count": sums.get("trade_count"),
+        "taker_buy_volume": sums.get("taker_buy_volume"),
+        "taker_buy_quote_volume": sums.get("taker_buy_quote_volume"),
         "source": source,
         "contract_volume": sums.get("contract_volume"),
         "taker_buy_contract_volume": sums.get("taker_buy_contract_volume"),
@@ -223,6 +237,15 @@ def _resample_one(m: _Minutes, interval: str, step: int) -> pl.DataFrame:
 
 _UNIT = 10**8  # Binance prints volumes with at most 8 decimals
 _SPLIT = 2**31
+
+
+def _some_known(part: pl.DataFrame, column: str) -> bool:
+    return part[column].null_count() < part.height
+
+
+def _known(values: pl.Series) -> pl.Series:
+    """Nulls as 0 for the arithmetic; the bars they fall in are set to null afterwards (``unknown``)."""
+    return values.fill_null(0) if values.null_count() else values
 
 
 def _units(values: pl.Series) -> tuple[np.ndarray, np.ndarray]:

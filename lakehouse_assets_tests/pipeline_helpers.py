@@ -95,13 +95,17 @@ def run_gold(
     tags: dict[str, str] | None = None,
     raise_on_error: bool = True,
 ) -> dg.ExecuteInProcessResult:
-    """gold/klines_resampled + gold/features (silver must exist): one partition if ``end`` is None,
-    else [start, end] as one range run, the way a backfill run executes."""
+    """gold/klines_resampled + gold/features (silver/klines_filled must exist): one partition if ``end``
+    is None, else [start, end] as one range run, the way a backfill run executes."""
+    from lakehouse_assets.defs.gapfill import klines_filled
     from lakehouse_assets.defs.gold import features, klines_resampled
+    from lakehouse_assets.resources import BinanceRestResource
 
     gold_assets = [klines_resampled, features]
     job = dg.define_asset_job("gold_job", selection=dg.AssetSelection.assets(*gold_assets))
-    defs = dg.Definitions(assets=[*ASSETS, *gold_assets], jobs=[job], resources=res)
+    # gold_job never runs klines_filled; it is in the graph as gold's input, and needs its resource key.
+    res = {"binance_rest": BinanceRestResource(enabled=False), **res}
+    defs = dg.Definitions(assets=[*ASSETS, klines_filled, *gold_assets], jobs=[job], resources=res)
     range_tags = {} if end is None else {RANGE_START: start, RANGE_END: end}
     return defs.resolve_job_def("gold_job").execute_in_process(
         instance=instance,

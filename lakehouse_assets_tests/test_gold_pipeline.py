@@ -1,11 +1,16 @@
-"""gold through Dagster on real files: day-by-day == range backfill == one full-history TA-Lib run."""
+"""gold through Dagster on real files: day-by-day == range backfill == one full-history TA-Lib run.
+
+Every lake here is built the way production builds it: bronze -> silver/klines -> silver/klines_filled
+(the gap-fill, with ccxt pointed at the local REST stand-in) -> gold. The sample days are complete,
+so the gap-fill asks REST nothing and gold sees exactly Binance's files.
+"""
 
 from __future__ import annotations
 
 import base64
 import re
 import shutil
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -16,7 +21,17 @@ import talib
 
 from lakehouse_assets.indicators import TALIB_COLUMNS
 from lakehouse_assets.resources import GoldResource
-from lakehouse_assets_tests.pipeline_helpers import failure_text, resources, run_gold, run_range
+from lakehouse_assets_tests.conftest import SAMPLE_DATA
+from lakehouse_assets_tests.gapfill_helpers import SPOT, gapfill_config, gapfill_resources, remove_minutes, run_gapfill
+from lakehouse_assets_tests.pipeline_helpers import (
+    copy_mirror,
+    failure_text,
+    resources,
+    rewrite_zip_csv,
+    run_gold,
+    run_range,
+)
+from lakehouse_assets_tests.rest_server import BinanceRestServer
 from lakehouse_assets_tests.test_indicators import assert_matches
 
 DAYS = ["2020-01-01", "2020-01-02", "2020-01-03"]
@@ -25,10 +40,16 @@ SYMBOLS = "spot:BTCUSDT"
 
 @pytest.fixture(scope="module")
 def silver_lake(sample_mirror: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """bronze + silver for three real, checksummed spot days, built once and copied per test."""
+    """bronze + silver + silver/klines_filled (gold's input) for three real, checksummed spot days,
+    built once and copied per test."""
     lake = tmp_path_factory.mktemp("gold") / "lake"
-    with dg.instance_for_test() as instance:
-        assert run_range(resources(str(lake), sample_mirror.as_uri(), SYMBOLS), DAYS[0], DAYS[-1], instance).success
+    with dg.instance_for_test() as instance, BinanceRestServer(SAMPLE_DATA) as rest:
+        res = gapfill_resources(lake, sample_mirror.as_uri(), SYMBOLS, rest)
+        assert run_range(res, DAYS[0], DAYS[-1], instance).success
+        assert run_gapfill(res, DAYS[0], DAYS[-1], instance).success
+        assert rest.kline_requests() == []  # complete archive days: nothing to fill
+    filled = pl.read_parquet(sorted((lake / "silver/klines_filled").glob("date=*/*.parquet")))
+    assert filled.height == 3 * 1440 and set(filled["source"]) == {"archive"}
     return lake
 
 
@@ -89,9 +110,9 @@ def test_day_by_day_equals_range_backfill_equals_full_history_talib(gold_runs: d
     assert table(daily, "klines_resampled").equals(table(ranged, "klines_resampled"))  # exact decimal sums
 
     # ... and both equal TA-Lib run once over the whole contiguous history of each interval
-    silver = pl.read_parquet(sorted((daily / "silver/klines").glob("date=*/*.parquet"))).sort("open_time")
+    minutes = pl.read_parquet(sorted((daily / "silver/klines_filled").glob("date=*/*.parquet"))).sort("open_time")
     hours = table(daily, "klines_resampled").filter(pl.col("interval") == "1h")
-    for interval, bars in (("1m", silver), ("1h", hours)):
+    for interval, bars in (("1m", minutes), ("1h", hours)):
         h, lo, c = (bars[k].to_numpy() for k in ("high", "low", "close"))
         macd, signal, hist = talib.MACD(c, 12, 26, 9)
         upper, middle, lower = talib.BBANDS(c, 20, 2.0, 2.0, 0)
@@ -147,7 +168,7 @@ def test_materialization_reports_checks_lookback_and_a_chart(gold_runs: dict) ->
     events = result.asset_materializations_for_node("gold__features")
     assert sorted(e.partition for e in events) == DAYS  # one materialization per day of the range
     md = events[0].metadata
-    assert md["intervals"].value == "1m, 1h, 1d"
+    assert md["intervals"].value == "1m, 1h, 1d" and md["source"].value == "silver/klines_filled"
     assert "| 1d | 600 |" in md["lookback"].value and "| 1h | 25 |" in md["lookback"].value
     assert md["days_in_run"].value == 3
     # every day's event carries that day's own chart and summary, not a copy of the run's
@@ -202,14 +223,14 @@ def test_missing_lookback_day_fails_clearly_and_writes_nothing(
 
     lake = tmp_path / "with_gold"
     shutil.copytree(gold_runs["ranged"], lake)
-    shutil.rmtree(lake / "silver/klines/date=2020-01-02")  # the 1m lookback day of 2020-01-03 disappears
+    shutil.rmtree(lake / "silver/klines_filled/date=2020-01-02")  # the 1m lookback day of 2020-01-03 disappears
     written = (lake / "gold/features/date=2020-01-03/spot-BTCUSDT.parquet").read_bytes()
     with dg.instance_for_test() as instance:
         result = run_gold(
             resources(str(lake), sample_mirror.as_uri(), SYMBOLS), DAYS[2], None, instance, raise_on_error=False
         )
     assert not result.success
-    assert "silver/klines has no data for 1 requested day(s): 2020-01-02" in failure_text(result)
+    assert "silver/klines_filled has no data for 1 requested day(s): 2020-01-02" in failure_text(result)
     assert (lake / "gold/features/date=2020-01-03/spot-BTCUSDT.parquet").read_bytes() == written  # untouched
 
 
@@ -243,10 +264,231 @@ def test_gold_assets_are_wired_to_one_source_with_declared_lookbacks() -> None:
     loaded = defs() if callable(defs) else defs
     assert {GOLD_RESAMPLED, GOLD_FEATURES} <= set(loaded.resolve_all_asset_keys())
     assert loaded.resolve_job_def("gold_job").name == gold_job.name
-    assert KLINES_SOURCE == dg.AssetKey(["silver", "klines"])
+    assert KLINES_SOURCE == dg.AssetKey(["silver", "klines_filled"])  # the gap-filled series
     assert set(klines_resampled.asset_deps[GOLD_RESAMPLED]) == {KLINES_SOURCE}
     assert set(features.asset_deps[GOLD_FEATURES]) == {KLINES_SOURCE, GOLD_RESAMPLED}
     mappings = {key: features.get_partition_mapping(key) for key in (KLINES_SOURCE, GOLD_RESAMPLED)}
     assert (mappings[KLINES_SOURCE].start_offset, mappings[GOLD_RESAMPLED].start_offset) == (-1, -600)
     assert all(m.allow_nonexistent_upstream_partitions and m.end_offset == 0 for m in mappings.values())
     assert features.backfill_policy == klines_resampled.backfill_policy
+
+
+def test_gold_stops_at_yesterday_while_its_input_has_today() -> None:
+    """klines_filled has today's (REST-only, growing) partition; gold's partitions end at yesterday, and
+    the mappings between the two partitionings hold for a day, a range, the lookback, and today."""
+    from lakehouse_assets.definitions import defs
+    from lakehouse_assets.defs.gold import GOLD_FEATURES, GOLD_RESAMPLED, KLINES_SOURCE
+    from lakehouse_assets.partitions import daily_partitions, daily_partitions_with_today
+
+    graph = (defs() if callable(defs) else defs).resolve_asset_graph()
+    gold_def, source_def = graph.get(GOLD_FEATURES).partitions_def, graph.get(KLINES_SOURCE).partitions_def
+    assert gold_def == graph.get(GOLD_RESAMPLED).partitions_def == daily_partitions
+    assert source_def == daily_partitions_with_today
+    today = datetime.now(UTC).date()
+    yesterday, day_before = (today - timedelta(days=1)).isoformat(), (today - timedelta(days=2)).isoformat()
+    assert gold_def.get_last_partition_key() == yesterday and source_def.get_last_partition_key() == today.isoformat()
+
+    def upstream(child: dg.AssetKey, keys: list[str]) -> list[str]:
+        mapped = graph.get_partition_mapping(child, KLINES_SOURCE).get_upstream_mapped_partitions_result_for_partitions(
+            gold_def.subset_with_partition_keys(keys), gold_def, source_def
+        )
+        assert not mapped.required_but_nonexistent_subset.get_partition_keys()
+        return sorted(mapped.partitions_subset.get_partition_keys())
+
+    def downstream(child: dg.AssetKey, key: str) -> list[str]:
+        mapping = graph.get_partition_mapping(child, KLINES_SOURCE)
+        subset = source_def.subset_with_partition_keys([key])
+        mapped = mapping.get_downstream_partitions_for_partitions(subset, source_def, gold_def)
+        return sorted(mapped.get_partition_keys())
+
+    # resampled: the same day(s); features: the same day(s) plus the 1-day lookback before them
+    assert upstream(GOLD_RESAMPLED, ["2020-01-05", "2020-01-06"]) == ["2020-01-05", "2020-01-06"]
+    assert upstream(GOLD_FEATURES, ["2020-01-05"]) == ["2020-01-04", "2020-01-05"]
+    assert upstream(GOLD_FEATURES, ["2020-01-05", "2020-01-06", "2020-01-07"]) == [
+        "2020-01-04", "2020-01-05", "2020-01-06", "2020-01-07"
+    ]
+    assert upstream(GOLD_FEATURES, ["2020-01-01"]) == ["2020-01-01"]  # before the first partition: none
+    assert upstream(GOLD_FEATURES, [yesterday]) == [day_before, yesterday]
+    # today's klines_filled feeds no gold partition (hourly REST refreshes of it start no gold run);
+    # yesterday's feeds yesterday's gold (and would feed today's features, which do not exist)
+    for child in (GOLD_RESAMPLED, GOLD_FEATURES):
+        assert downstream(child, today.isoformat()) == []
+        assert downstream(child, yesterday) == [yesterday]
+    assert downstream(GOLD_FEATURES, day_before) == [day_before, yesterday]
+
+
+# ---------------------------------------------------------------------------------------------
+# a hole in the archive, filled from REST by silver/klines_filled, reaches gold
+
+HOLE = (datetime(2020, 1, 2, 10, tzinfo=UTC), datetime(2020, 1, 2, 12, 7, tzinfo=UTC))  # 127 real minutes
+
+
+@pytest.fixture(scope="module")
+def holed_silver(sample_mirror: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """bronze + silver/klines over a copy of the mirror whose 2020-01-02 zip lacks 10:00-12:06 (lake, mirror)."""
+    root = tmp_path_factory.mktemp("gold_hole")
+    mirror = copy_mirror(sample_mirror, root / "mirror")
+    rewrite_zip_csv(mirror / SPOT.daily_klines_path("1m", date(2020, 1, 2)), remove_minutes(*HOLE))
+    lake = root / "lake"
+    with dg.instance_for_test() as instance:
+        assert run_range(resources(str(lake), mirror.as_uri(), SYMBOLS), DAYS[0], DAYS[-1], instance).success
+    assert pl.read_parquet(lake / "silver/klines/date=2020-01-02/spot-BTCUSDT.parquet").height == 1440 - 127
+    return lake, mirror
+
+
+def fill_then_gold(
+    holed_silver: tuple[Path, Path], target: Path, **fill: object
+) -> tuple[Path, dg.ExecuteInProcessResult, int]:
+    """silver/klines_filled (REST = the local stand-in; run config ``fill``) then gold_job over the 3 days.
+    Returns the lake, the gold run, and how many kline requests REST received."""
+    lake, mirror = holed_silver
+    shutil.copytree(lake, target)
+    rest_options = {"kline_api": fill.pop("kline_api")} if "kline_api" in fill else {}
+    with dg.instance_for_test() as instance, BinanceRestServer(SAMPLE_DATA) as rest:
+        res = gapfill_resources(target, mirror.as_uri(), SYMBOLS, rest, **rest_options)
+        config = gapfill_config(**fill) if fill else None
+        assert run_gapfill(res, DAYS[0], DAYS[-1], instance, run_config=config).success
+        result = run_gold(res, DAYS[0], DAYS[-1], instance)
+        requests = len(rest.kline_requests())
+    assert result.success
+    return target, result, requests
+
+
+def test_a_gap_filled_from_rest_gives_gold_exactly_the_complete_days_values(
+    holed_silver: tuple[Path, Path], gold_runs: dict, tmp_path: Path
+) -> None:
+    complete = gold_runs["ranged"]  # gold over the untouched archive
+    lake, result, requests = fill_then_gold(holed_silver, tmp_path / "filled")
+    assert requests == 1  # one REST window for the 127 minutes
+    minutes = pl.read_parquet(lake / "silver/klines_filled/date=2020-01-02/spot-BTCUSDT.parquet")
+    assert minutes.height == 1440 and (minutes["source"] == "rest").sum() == 127
+
+    # every feature of every interval, bit for bit, and every bar except where its minutes came from
+    assert table(lake, "features").equals(table(complete, "features"))
+    bars, reference = table(lake, "klines_resampled"), table(complete, "klines_resampled")
+    assert bars.drop("source").equals(reference.drop("source"))
+    hours = bars.filter(pl.col("interval") == "1h", pl.col("open_time").dt.date() == date(2020, 1, 2))
+    assert hours.filter(pl.col("source") != "archive").select("open_time", "source", "is_complete").rows() == [
+        (datetime(2020, 1, 2, 10, tzinfo=UTC), "rest", True),
+        (datetime(2020, 1, 2, 11, tzinfo=UTC), "rest", True),
+        (datetime(2020, 1, 2, 12, tzinfo=UTC), "mixed", True),
+    ]
+    assert bars.filter(pl.col("interval") == "1d")["source"].to_list() == ["archive", "mixed", "archive"]
+    assert all(e.passed for e in result.get_asset_check_evaluations())
+    event = result.asset_materializations_for_node("gold__klines_resampled")[0]
+    assert event.metadata["source"].value == "silver/klines_filled" and event.metadata["incomplete_bars"].value == 0
+
+    # control: the same hole with the REST fill off reaches gold as a hole (so the equality above is the fill's doing)
+    unfilled, _, requests = fill_then_gold(holed_silver, tmp_path / "unfilled", rest_fill=False)
+    assert requests == 0
+    holed = table(unfilled, "klines_resampled")
+    day2 = holed.filter(pl.col("interval") == "1d", pl.col("open_time") == datetime(2020, 1, 2, tzinfo=UTC))
+    assert day2.select("minutes", "is_complete", "source").row(0) == (1440 - 127, False, "archive")
+    noon = holed.filter(pl.col("interval") == "1h", pl.col("open_time") == datetime(2020, 1, 2, 12, tzinfo=UTC))
+    assert noon.select("minutes", "is_complete").row(0) == (53, False)
+    assert holed.filter(pl.col("interval") == "1h").height == 72 - 2  # 10:00 and 11:00 have no minute: no bar
+    after = table(unfilled, "features").filter(
+        pl.col("interval") == "1m",
+        pl.col("open_time") >= HOLE[1],
+        pl.col("open_time") < HOLE[1] + timedelta(minutes=15),
+    )
+    assert after["rsi_14"].null_count() == 14 and after["ret_1"][0] is None  # TA-Lib restarts after the hole
+
+
+def test_rest_minutes_without_volume_details_keep_them_unknown_in_gold(
+    holed_silver: tuple[Path, Path], gold_runs: dict, tmp_path: Path
+) -> None:
+    """ccxt fetch_ohlcv (a non-Binance exchange, or LAKEHOUSE_REST_KLINE_API=ohlcv) gives no quote volume,
+    trade count or taker volumes: gold keeps those unknown instead of summing what is there."""
+    complete = gold_runs["ranged"]
+    lake, result, requests = fill_then_gold(holed_silver, tmp_path / "ohlcv", kline_api="ohlcv")
+    assert requests == 1 and all(e.passed for e in result.get_asset_check_evaluations())
+    unknown = ["quote_volume", "trade_count", "taker_buy_volume", "taker_buy_quote_volume"]
+
+    bars, reference = table(lake, "klines_resampled"), table(complete, "klines_resampled")
+    touched = bars["source"] != "archive"  # bars holding a REST minute: 10:00-12:06 on 2020-01-02
+    assert bars.filter(touched).group_by("interval").len().sort("interval").rows() == [
+        ("15m", 9), ("1d", 1), ("1h", 3), ("4h", 2), ("5m", 26)
+    ]
+    assert bars.filter(touched).select(unknown).null_count().row(0) == (41, 41, 41, 41)
+    known = ["open", "high", "low", "close", "volume", "minutes", "is_complete"]
+    assert bars.filter(touched).select(known).equals(reference.filter(touched).select(known))
+    assert bars.filter(~touched).equals(reference.filter(touched.not_()))
+
+    features, expected = table(lake, "features"), table(complete, "features")
+    assert features.drop("vwap_24h").equals(expected.drop("vwap_24h"))  # TA-Lib, returns, vol, z-score: exact
+    # VWAP = Σ quote volume / Σ volume over the last 24h: unknown while an unknown minute is in the window
+    # (1m: 10:00 on day 2 up to 12:05 on day 3, when 12:06 of day 2 leaves it)
+    nulls = features.filter(pl.col("vwap_24h").is_null(), pl.col("open_time") >= datetime(2020, 1, 2, tzinfo=UTC))
+    for interval, first, last, count in (
+        ("1m", datetime(2020, 1, 2, 10, tzinfo=UTC), datetime(2020, 1, 3, 12, 5, tzinfo=UTC), 1440 + 126),
+        ("1h", datetime(2020, 1, 2, 10, tzinfo=UTC), datetime(2020, 1, 3, 11, tzinfo=UTC), 26),
+        ("1d", datetime(2020, 1, 2, tzinfo=UTC), datetime(2020, 1, 2, tzinfo=UTC), 1),
+    ):
+        rows = nulls.filter(pl.col("interval") == interval)["open_time"]
+        assert (rows.min(), rows.max(), rows.len()) == (first, last, count), interval
+    defined = features["vwap_24h"].is_not_null()
+    assert_matches(features.filter(defined)["vwap_24h"], expected.filter(defined)["vwap_24h"].to_numpy())
+
+
+# ---------------------------------------------------------------------------------------------
+# declarative automation: gold follows the gap-fill
+
+
+def test_automation_builds_gold_after_the_gap_fill_and_never_for_today() -> None:
+    """With the project's follow_upstream condition: silver -> klines_filled -> gold, one layer per tick (the
+    gap-fill has its own partitions, so it runs separately, and gold waits for it); hourly refreshes of
+    today's klines_filled start nothing in gold; a re-filled day re-runs that day and the days reading it."""
+    from lakehouse_assets.defs import automation
+    from lakehouse_assets.defs.bronze import klines_archive
+    from lakehouse_assets.defs.gapfill import KLINE_GAPS, KLINES_FILLED, klines_filled
+    from lakehouse_assets.defs.gold import GOLD_FEATURES, GOLD_RESAMPLED, features, klines_resampled
+    from lakehouse_assets.defs.silver import klines
+    from lakehouse_assets.resources import BinanceRestResource
+
+    follow = automation.follow_upstream()
+    followers = dg.map_asset_specs(
+        lambda spec: spec.replace_attributes(automation_condition=follow),
+        [klines, klines_filled, klines_resampled, features],
+    )
+    res = {**resources("unused", "file:///unused", SYMBOLS), "binance_rest": BinanceRestResource(enabled=False)}
+    defs = dg.Definitions(assets=[klines_archive, *followers], resources=res)
+    now = datetime(2020, 1, 4, 6, 5, tzinfo=UTC)  # partitions: gold up to 2020-01-03, klines_filled up to 01-04
+    bronze, silver = klines_archive.key, klines.key
+
+    with dg.instance_for_test() as instance:
+
+        def tick(cursor: object) -> tuple[dict[str, list[str]], object]:
+            result = dg.evaluate_automation_conditions(defs=defs, instance=instance, evaluation_time=now, cursor=cursor)
+            requested = {
+                key.to_user_string(): sorted(result.get_requested_partitions(key))
+                for key in (silver, KLINES_FILLED, KLINE_GAPS, GOLD_RESAMPLED, GOLD_FEATURES)
+                if result.get_requested_partitions(key)
+            }
+            return requested, result.cursor
+
+        def materialized(keys: list[dg.AssetKey], days: list[str]) -> None:
+            for key in keys:
+                for day in days:
+                    instance.report_runless_asset_event(dg.AssetMaterialization(key, partition=day))
+
+        requested, cursor = tick(None)
+        assert requested == {}
+        materialized([bronze], DAYS)
+        requested, cursor = tick(cursor)
+        assert requested == {"silver/klines": DAYS}  # not gold: it no longer reads silver/klines
+        materialized([silver], DAYS)
+        requested, cursor = tick(cursor)
+        assert requested == {"silver/klines_filled": DAYS, "silver/kline_gaps": DAYS}
+        materialized([KLINES_FILLED, KLINE_GAPS], DAYS)
+        requested, cursor = tick(cursor)
+        assert requested == {"gold/klines_resampled": DAYS, "gold/features": DAYS}
+        materialized([GOLD_RESAMPLED, GOLD_FEATURES], DAYS)
+        assert tick(cursor)[0] == {}
+
+        materialized([KLINES_FILLED, KLINE_GAPS], ["2020-01-04"])  # the hourly lakehouse_today refresh
+        requested, cursor = tick(cursor)
+        assert requested == {}
+        materialized([KLINES_FILLED, KLINE_GAPS], ["2020-01-02"])  # e.g. its archive landed, REST rows replaced
+        requested, cursor = tick(cursor)
+        assert requested == {"gold/klines_resampled": ["2020-01-02"], "gold/features": ["2020-01-02", "2020-01-03"]}

@@ -16,7 +16,7 @@ from lakehouse_assets.gold_quality import (
 from lakehouse_assets.indicators import compute_features
 from lakehouse_assets.resample import resample_klines
 from lakehouse_assets_tests.test_indicators import hourly
-from lakehouse_assets_tests.test_resample import um_day
+from lakehouse_assets_tests.test_resample import ohlcv_only, um_day
 
 
 def outcomes(results) -> dict[str, bool]:
@@ -111,3 +111,18 @@ def test_resampled_coverage_rules(resampled: pl.DataFrame) -> None:
     assert not outcomes(validate_resampled(too_many))["bar_coverage"]
     off_grid = resampled.with_columns(open_time=pl.col("open_time") + pl.duration(minutes=1))
     assert not outcomes(validate_resampled(off_grid))["time_grid"]
+
+
+def test_unknown_volumes_pass_only_on_bars_with_rest_minutes() -> None:
+    """A bar with a minute from an OHLCV-only REST source has null volume details (unknown): the rules
+    check what is known on it; the same nulls on an all-archive bar still fail the schema check."""
+    hole = (pl.col("open_time") >= datetime(2022, 4, 8, 10, 3, tzinfo=UTC)) & (
+        pl.col("open_time") < datetime(2022, 4, 8, 10, 4, tzinfo=UTC)
+    )
+    bars = resample_klines(ohlcv_only(um_day(), hole), ["5m", "1h", "1d"])
+    assert bars["quote_volume"].null_count() == 3
+    assert all(outcomes(validate_resampled(bars)).values())
+    as_archive = bars.with_columns(source=pl.lit("archive"))
+    results = {o.name: o for o in validate_resampled(as_archive)}
+    assert not results["schema"].passed and results["schema"].failures.height >= 3
+    assert set(results["schema"].failures_by_day["market"]) == {"um"}

@@ -222,6 +222,39 @@ def test_mixed_sources_are_labelled_mixed() -> None:
     assert set(out["source"]) == {"mixed", "archive"}
 
 
+def ohlcv_only(frame: pl.DataFrame, when: pl.Expr) -> pl.DataFrame:
+    """Real minutes as the gap-fill stores them from an OHLCV-only REST source: the volume details unknown."""
+    from lakehouse_assets.kline_gapfill import UNKNOWN_WITHOUT_FULL_KLINES
+
+    return frame.with_columns(
+        *(pl.when(when).then(None).otherwise(pl.col(c)).alias(c) for c in UNKNOWN_WITHOUT_FULL_KLINES),
+        source=pl.when(when).then(pl.lit("rest")).otherwise(pl.col("source")),
+    )
+
+
+def test_a_minute_with_unknown_volumes_makes_its_bars_sums_unknown_not_partial() -> None:
+    day = um_day()
+    full = resample_klines(day, ["5m", "1h", "1d"])
+    hole = (pl.col("open_time") >= utc(2022, 4, 8, 10, 3)) & (pl.col("open_time") < utc(2022, 4, 8, 10, 4))
+    out = resample_klines(ohlcv_only(day, hole), ["5m", "1h", "1d"])
+    unknown = ["quote_volume", "trade_count", "taker_buy_volume", "taker_buy_quote_volume"]
+    touched = pl.col("source") != "archive"
+    assert out.filter(touched).select("interval", "open_time", "source").rows() == [
+        ("5m", utc(2022, 4, 8, 10), "mixed"),
+        ("1h", utc(2022, 4, 8, 10), "mixed"),
+        ("1d", utc(2022, 4, 8), "mixed"),
+    ]
+    assert out.filter(touched).select(unknown).null_count().row(0) == (3, 3, 3, 3)
+    # prices, volume and coverage are known and exact; every other bar is untouched
+    known = ["open", "high", "low", "close", "volume", "minutes", "is_complete"]
+    assert out.filter(touched).select(known).equals(full.filter(out["source"] != "archive").select(known))
+    assert out.filter(~touched).equals(full.filter(out["source"] == "archive"))
+    # a whole day from such a source (its archive 404): every bar's details unknown, nothing crashes
+    rest_day = resample_klines(ohlcv_only(day, pl.lit(True)), ["1h"])
+    assert rest_day.height == 24 and rest_day.select(unknown).null_count().row(0) == (24, 24, 24, 24)
+    assert rest_day.select(known).equals(full.filter(pl.col("interval") == "1h").select(known))
+
+
 def test_bad_input_is_refused_with_the_instrument_and_minute() -> None:
     day = um_day()
     with pytest.raises(ValueError, match=r"rows sharing a minute, e.g. um:BTCUSDT 2022-04-08 00:00"):

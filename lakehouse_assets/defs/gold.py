@@ -1,13 +1,18 @@
 """gold/klines_resampled and gold/features: exchange-exact higher intervals and TA-Lib-exact features.
 
 Both are daily-partitioned like silver and range-aware (a backfill run covers up to
-LAKEHOUSE_DAYS_PER_RUN days). The input 1m table is ONE constant, ``KLINES_SOURCE``: switching
-gold from silver/klines to the gap-filled silver/klines_filled changes nothing else.
+LAKEHOUSE_DAYS_PER_RUN days). The input 1m table is ONE constant, ``KLINES_SOURCE``: the
+gap-filled silver/klines_filled, so a minute missing from the archive but served by the
+exchange's REST API is in gold too, and the bars and features equal those of a complete archive.
+
+Gold has no partition for the running UTC day although klines_filled has one (REST-only, growing
+hourly): a gold partition is a closed day, whose 1d bar, 24h windows and charts no longer change.
+The mappings below handle the two partitionings (today's klines_filled feeds no gold partition).
 
 gold/features reads a lookback window before its own days so that recursive indicators (RSI,
 ATR, MACD) at the start of day D equal a run over the whole contiguous history (see
-indicators.py and the README): 1 day of 1m bars from silver for the 1m features, and for the
-longer intervals the already-aggregated bars of gold/klines_resampled, because 600 daily bars
+indicators.py and the README): 1 day of 1m bars from klines_filled for the 1m features, and for
+the longer intervals the already-aggregated bars of gold/klines_resampled, because 600 daily bars
 are 600 small rows there but 864,000 rows of 1m klines in silver.
 """
 
@@ -36,8 +41,9 @@ from lakehouse_assets.resources import GoldResource, UniverseResource
 from lakehouse_assets.selection import InstrumentSelection, select_instruments
 from lakehouse_assets.ui_metadata import markdown_table
 
-# The 1m input of the gold layer. Switch to dg.AssetKey(["silver", "klines_filled"]) once it exists.
-KLINES_SOURCE = dg.AssetKey(["silver", "klines"])
+# The 1m input of the gold layer: the canonical, gap-filled series (source 'archive' or 'rest'). Its
+# partitions include today (daily_partitions_with_today); gold's stop at yesterday (see the README).
+KLINES_SOURCE = dg.AssetKey(["silver", "klines_filled"])
 
 GOLD_RESAMPLED = dg.AssetKey(["gold", "klines_resampled"])
 GOLD_FEATURES = dg.AssetKey(["gold", "features"])
@@ -119,12 +125,15 @@ def _window(context: dg.AssetExecutionContext) -> tuple[datetime, datetime]:
         for name, desc in RESAMPLED_CHECK_DESCRIPTIONS.items()
     ],
     description=(
-        "1m klines resampled to every interval in LAKEHOUSE_RESAMPLE_INTERVALS (default 5m,15m,1h,4h,1d), one "
-        "table with an `interval` column and the silver columns plus `minutes` (1m bars present) and "
-        "`is_complete`. Binance's semantics: open = first minute, high = max, low = min, close = last, volumes "
-        "and trade_count summed, bars aligned to UTC (4h at 00/04/08…, 1d at 00:00), close_time = open_time + "
-        "interval − 1 ms. For complete periods the bars equal Binance's own candles (OHLC and trade_count "
-        "exactly, volumes to 1e-9). Missing minutes are never filled; such a bar has is_complete = false."
+        "The 1m klines of silver/klines_filled (archive + REST gap-fill) resampled to every interval in "
+        "LAKEHOUSE_RESAMPLE_INTERVALS (default 5m,15m,1h,4h,1d), one table with an `interval` column and the "
+        "silver columns plus `minutes` (1m bars present) and `is_complete`. Binance's semantics: open = first "
+        "minute, high = max, low = min, close = last, volumes and trade_count summed, bars aligned to UTC (4h "
+        "at 00/04/08…, 1d at 00:00), close_time = open_time + interval − 1 ms. For complete periods the bars "
+        "equal Binance's own candles (OHLC and trade_count exactly, volumes to 1e-9). `source`: archive, rest or "
+        "mixed (the minutes'). Minutes missing from klines_filled too are never invented; such a bar has "
+        "is_complete = false. Volume details a REST source did not give (OHLCV-only exchanges) stay null on the "
+        "bars containing them."
     ),
 )
 def klines_resampled(
@@ -214,7 +223,8 @@ def klines_resampled(
         "contiguous history, null during warm-up and again after a hole), and over the bars of the last 24h: "
         "vwap_24h, realized_vol_24h, volume_zscore_24h, bars_24h. Lookback read before each day: "
         + ", ".join(f"{i}: {lookback_days(i)} d" for i in _DECLARED_FEATURE_INTERVALS)
-        + " (days that must be materialized upstream). Each day's materialization carries that day's chart per "
+        + " (days that must be materialized upstream; 1m bars from silver/klines_filled). Closed UTC days only: "
+        "no partition for today. Each day's materialization carries that day's chart per "
         "symbol (close, Bollinger bands, RSI, holes shaded): Metadata → chart market:SYMBOL → [Show Markdown]."
     ),
 )
@@ -407,7 +417,10 @@ def _charts(
 gold_job = dg.define_asset_job(
     "gold_job",
     selection=dg.AssetSelection.assets(GOLD_RESAMPLED, GOLD_FEATURES),
-    description="Build gold/klines_resampled and gold/features from the 1m klines for a day or a range.",
+    description=(
+        "Build gold/klines_resampled and gold/features from silver/klines_filled (the gap-filled 1m series) for a "
+        "day or a range; klines_filled must be materialized for those days and the lookback before them."
+    ),
 )
 
 assert set(TALIB_COLUMNS) <= set(FEATURES_SCHEMA)
