@@ -35,7 +35,7 @@ from lakehouse_assets.instruments import Instrument
 from lakehouse_assets.io_manager import SCOPE_KEY
 from lakehouse_assets.kline_schema import INTERVAL_MS
 from lakehouse_assets.partitions import daily_partitions, range_backfill_policy, window_days
-from lakehouse_assets.quality import CheckOutcome
+from lakehouse_assets.check_results import check_result, raise_if_blocked
 from lakehouse_assets.resample import RESAMPLED_SCHEMA, SOURCE_INTERVAL, parse_intervals, resample_klines
 from lakehouse_assets.resources import GoldResource, UniverseResource
 from lakehouse_assets.selection import InstrumentSelection, select_instruments
@@ -62,38 +62,6 @@ RESAMPLED_LOOKBACK_DAYS = max(
 
 CHART_MAX_BARS = 2_000
 _BAR_COLUMNS = ["market", "symbol", "interval", "open_time", "high", "low", "close", "volume", "quote_volume"]
-
-
-def _check_result(outcome: CheckOutcome) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(
-        check_name=outcome.name,
-        passed=outcome.passed,
-        description=outcome.description,
-        metadata={
-            "failing_rows": outcome.failures.height,
-            "failures_by_day": dg.MetadataValue.md(markdown_table(outcome.failures_by_day)),
-            "sample_failures": dg.MetadataValue.md(markdown_table(outcome.failures, limit=20)),
-        },
-    )
-
-
-def _fail_if_blocked(table: str, outcomes: list[CheckOutcome]) -> None:
-    failed = [o for o in outcomes if not o.passed]
-    if not failed:
-        return
-    lines = []
-    for outcome in failed:
-        days = ", ".join(
-            f"{r['date']} {r['market']}:{r['symbol']} ({r['failing_rows']} rows)"
-            for r in outcome.failures_by_day.head(10).iter_rows(named=True)
-        )
-        rules = ", ".join(sorted(set(outcome.failures["rule"].drop_nulls().to_list()))[:5])
-        lines.append(f"{outcome.name} [{rules}]: {days or 'frame-wide failure'}")
-    raise dg.Failure(
-        description=f"{table} not written: blocking checks failed\n" + "\n".join(lines),
-        metadata={o.name: dg.MetadataValue.md(markdown_table(o.failures, limit=20)) for o in failed},
-        allow_retries=False,
-    )
 
 
 def _instrument_keys(instruments: list[Instrument]) -> pl.LazyFrame:
@@ -158,8 +126,8 @@ def klines_resampled(
 
     outcomes = validate_resampled(frame)
     for outcome in outcomes:
-        yield _check_result(outcome)
-    _fail_if_blocked("gold/klines_resampled", outcomes)
+        yield check_result(outcome)
+    raise_if_blocked("gold/klines_resampled", outcomes)
 
     incomplete = frame.filter(~pl.col("is_complete"))
     by_interval = frame.group_by("interval", maintain_order=True).agg(
@@ -268,8 +236,8 @@ def features(
 
     outcomes = validate_features(frame)
     for outcome in outcomes:
-        yield _check_result(outcome)
-    _fail_if_blocked("gold/features", outcomes)
+        yield check_result(outcome)
+    raise_if_blocked("gold/features", outcomes)
 
     # Each day's materialization gets its own summary and charts (a range run would otherwise copy one
     # month-long chart into every day's event); run-level facts go on the output for all days.
