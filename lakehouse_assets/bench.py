@@ -21,6 +21,7 @@ import time
 import zipfile
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 BENCH_DIR = Path(".bench")
 START = date(2023, 1, 1)
@@ -59,25 +60,29 @@ def run_pipeline(mirror: Path, lake: Path, symbols: str, first: date, last: date
 
     from lakehouse_assets.definitions import defs
 
-    job = defs.resolve_job_def("klines_job")
-    days = (last - first).days + 1
-    chunk = -(-days // runs)
     rss_before = _peak_rss_mb()
     with dg.instance_for_test() as instance:
         began = time.perf_counter()
-        for i in range(0, days, chunk):
-            start, end = first + timedelta(days=i), min(last, first + timedelta(days=i + chunk - 1))
-            result = job.execute_in_process(
-                instance=instance,
-                tags={
-                    "dagster/asset_partition_range_start": start.isoformat(),
-                    "dagster/asset_partition_range_end": end.isoformat(),
-                },
-                run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-            )
-            assert result.success
+        run_in_chunks(defs.resolve_job_def("klines_job"), instance, first, last, runs)
         elapsed = time.perf_counter() - began
     return {"seconds": elapsed, "peak_rss_mb": _peak_rss_mb(), "rss_after_import_mb": rss_before}
+
+
+def run_in_chunks(job: Any, instance: Any, first: date, last: date, runs: int) -> None:
+    """Execute ``job`` over [first, last] as ``runs`` range runs, cut the way a multi-run backfill cuts it."""
+    days = (last - first).days + 1
+    chunk = -(-days // runs)
+    for i in range(0, days, chunk):
+        start, end = first + timedelta(days=i), min(last, first + timedelta(days=i + chunk - 1))
+        result = job.execute_in_process(
+            instance=instance,
+            tags={
+                "dagster/asset_partition_range_start": start.isoformat(),
+                "dagster/asset_partition_range_end": end.isoformat(),
+            },
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        )
+        assert result.success, f"{job.name} {start}..{end} failed"
 
 
 def run_core(mirror: Path, lake: Path, symbols: str, first: date, last: date) -> dict:

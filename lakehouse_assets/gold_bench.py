@@ -144,26 +144,15 @@ def pipeline(lake: Path, symbols: str, first: date, last: date, runs: int) -> di
     )
     import dagster as dg
 
+    from lakehouse_assets.bench import run_in_chunks
     from lakehouse_assets.definitions import defs
 
     days = (last - first).days + 1
-    chunk = -(-days // runs)
     elapsed: dict[str, float] = {}
     with dg.instance_for_test() as instance:
         for name in ("klines_filled_job", "gold_job"):
-            job = defs.resolve_job_def(name)
             began = time.perf_counter()
-            for i in range(0, days, chunk):
-                start, end = first + timedelta(days=i), min(last, first + timedelta(days=i + chunk - 1))
-                result = job.execute_in_process(
-                    instance=instance,
-                    tags={
-                        "dagster/asset_partition_range_start": start.isoformat(),
-                        "dagster/asset_partition_range_end": end.isoformat(),
-                    },
-                    run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-                )
-                assert result.success
+            run_in_chunks(defs.resolve_job_def(name), instance, first, last, runs)
             elapsed[name] = time.perf_counter() - began
     features = sum(p.stat().st_size for p in (lake / "gold/features").rglob("*.parquet"))
     resampled = sum(p.stat().st_size for p in (lake / "gold/klines_resampled").rglob("*.parquet"))
