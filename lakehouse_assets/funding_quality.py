@@ -26,7 +26,7 @@ from lakehouse_assets.funding_schema import (
     UTC_MS,
 )
 from lakehouse_assets.instruments import Instrument, parse_instrument
-from lakehouse_assets.quality import CheckOutcome
+from lakehouse_assets.quality import CheckOutcome, rules_schema
 
 # Binance clamps each rate to [-cap, +cap]; the cap is per symbol (0.75 x or 1 x the tier-1
 # maintenance margin ratio, e.g. about 0.3 % for BTCUSDT; adjusted symbols up to +/-3 %). 3 % is
@@ -91,17 +91,6 @@ def parse_rate_caps(text: str | None) -> RateCaps:
     return RateCaps(default, overrides)
 
 
-def _frame_check(rule: str, expr: pl.Expr) -> pa.Check:
-    def check(data: pa.PolarsData) -> pl.LazyFrame:
-        return data.lazyframe.select(expr.alias("ok"))
-
-    return pa.Check(check, name=rule, ignore_na=False)
-
-
-def _rules(name: str, rules: dict[str, pl.Expr]) -> pa.DataFrameSchema:
-    return pa.DataFrameSchema(checks=[_frame_check(r, e) for r, e in rules.items()], name=name)
-
-
 _MS = pl.col("funding_time").dt.epoch("ms")
 
 _SCHEMAS: dict[str, pa.DataFrameSchema] = {
@@ -122,7 +111,7 @@ _SCHEMAS: dict[str, pa.DataFrameSchema] = {
         name="funding_schema",
     ),
     "funding_unique_slots": pa.DataFrameSchema(unique=list(FUNDING_KEY), name="funding_unique_slots"),
-    "funding_interval_grid": _rules(
+    "funding_interval_grid": rules_schema(
         "funding_interval_grid",
         {
             "funding_interval_hours divides 24": (pl.col("funding_interval_hours") > 0)
@@ -134,7 +123,7 @@ _SCHEMAS: dict[str, pa.DataFrameSchema] = {
             ),
         },
     ),
-    "funding_rate_within_cap": _rules(
+    "funding_rate_within_cap": rules_schema(
         "funding_rate_within_cap",
         {"|funding_rate| <= cap": pl.col("funding_rate").abs() <= pl.col("__cap")},
     ),

@@ -19,15 +19,13 @@ from __future__ import annotations
 
 import pandera.polars as pa
 import polars as pl
-from pandera.config import ValidationDepth, config_context
-from pandera.errors import SchemaErrors
 
 from lakehouse_assets.indicators import FEATURES_SCHEMA
 from lakehouse_assets.indicators import KEY_COLUMNS as FEATURE_KEY
 from lakehouse_assets.kline_gapfill import SOURCE_REST, validation_view
 from lakehouse_assets.kline_schema import INTERVAL_MS, SILVER_KLINES_SCHEMA
 from lakehouse_assets.quality import CHECK_DESCRIPTIONS as SILVER_CHECK_DESCRIPTIONS
-from lakehouse_assets.quality import CheckOutcome, validate_silver_klines
+from lakehouse_assets.quality import CheckOutcome, frame_check, run_checks, validate_silver_klines
 from lakehouse_assets.resample import MINUTE_MS, MIXED_SOURCE, RESAMPLED_SCHEMA
 
 _ROW = "row"
@@ -54,13 +52,6 @@ FEATURE_CHECK_DESCRIPTIONS: dict[str, str] = {
 }
 
 
-def _rule(name: str, expr: pl.Expr) -> pa.Check:
-    def check(data: pa.PolarsData) -> pl.LazyFrame:
-        return data.lazyframe.select(expr.alias("ok"))
-
-    return pa.Check(check, name=name, ignore_na=False)
-
-
 def _defined_or_null(columns: tuple[str, ...], ok: pl.Expr) -> pl.Expr:
     """Null in the first column = not defined (warm-up). Otherwise every column must be finite (Polars
     orders NaN above every number, so a NaN would pass `>=` rules) and ``ok`` must hold."""
@@ -76,12 +67,12 @@ _RESAMPLED_SCHEMAS: dict[str, pa.DataFrameSchema] = {
     "bar_coverage": pa.DataFrameSchema(
         {"minutes": pa.Column(pl.Int64), "is_complete": pa.Column(pl.Boolean)},
         checks=[
-            _rule("bar is not a 1m bar", pl.col("interval") != "1m"),
-            _rule(
+            frame_check("bar is not a 1m bar", pl.col("interval") != "1m"),
+            frame_check(
                 "1 <= minutes <= interval minutes",
                 (pl.col("minutes") >= 1) & (pl.col("minutes") <= _MINUTES_PER_INTERVAL),
             ),
-            _rule(
+            frame_check(
                 "is_complete == (minutes == interval minutes)",
                 pl.col("is_complete") == (pl.col("minutes") == _MINUTES_PER_INTERVAL),
             ),
@@ -104,21 +95,21 @@ _FEATURE_SCHEMAS: dict[str, pa.DataFrameSchema] = {
     ),
     "unique_bars": pa.DataFrameSchema(unique=list(FEATURE_KEY), name="unique_bars"),
     "rsi_range": pa.DataFrameSchema(
-        checks=[_rule("0 <= rsi_14 <= 100", _defined_or_null(("rsi_14",), pl.col("rsi_14").is_between(0.0, 100.0)))],
+        checks=[frame_check("0 <= rsi_14 <= 100", _defined_or_null(("rsi_14",), pl.col("rsi_14").is_between(0.0, 100.0)))],
         name="rsi_range",
     ),
     "bollinger_order": pa.DataFrameSchema(
         checks=[
-            _rule(
+            frame_check(
                 "bands all defined or all null", pl.col("bb_lower_20_2").is_null() == pl.col("bb_upper_20_2").is_null()
             ),
-            _rule(
+            frame_check(
                 "bb_lower <= bb_middle",
                 _defined_or_null(
                     ("bb_lower_20_2", "bb_middle_20_2"), pl.col("bb_lower_20_2") <= pl.col("bb_middle_20_2")
                 ),
             ),
-            _rule(
+            frame_check(
                 "bb_middle <= bb_upper",
                 _defined_or_null(
                     ("bb_upper_20_2", "bb_middle_20_2"), pl.col("bb_middle_20_2") <= pl.col("bb_upper_20_2")
@@ -128,7 +119,7 @@ _FEATURE_SCHEMAS: dict[str, pa.DataFrameSchema] = {
         name="bollinger_order",
     ),
     "atr_non_negative": pa.DataFrameSchema(
-        checks=[_rule("atr_14 >= 0", _defined_or_null(("atr_14",), pl.col("atr_14") >= 0.0))],
+        checks=[frame_check("atr_14 >= 0", _defined_or_null(("atr_14",), pl.col("atr_14") >= 0.0))],
         name="atr_non_negative",
     ),
 }
@@ -179,26 +170,9 @@ def _run(
     descriptions: dict[str, str],
     values: dict[str, tuple[str, ...]],
 ) -> list[CheckOutcome]:
-    indexed = frame.drop(_ROW, strict=False).with_row_index(_ROW).with_columns(pl.col(_ROW).cast(pl.Int64))
-    outcomes = []
-    for name, schema in schemas.items():
-        with config_context(validation_enabled=True, validation_depth=ValidationDepth.SCHEMA_AND_DATA):
-            try:
-                schema.validate(frame, lazy=True)
-                cases = None
-            except SchemaErrors as exc:
-                cases = exc.failure_cases
-        failures = _failures(cases, indexed, values.get(name, ()))
-        outcomes.append(
-            CheckOutcome(
-                name=name,
-                description=descriptions[name],
-                passed=cases is None,
-                failures=failures,
-                failures_by_day=_by_day(failures),
-            )
-        )
-    return outcomes
+    return run_checks(
+        frame, schemas, descriptions, lambda name, cases, indexed: _failures(cases, indexed, values.get(name, ())), _by_day
+    )
 
 
 def _failures(cases: pl.DataFrame | None, indexed: pl.DataFrame, value_columns: tuple[str, ...]) -> pl.DataFrame:

@@ -8,6 +8,7 @@ or ``PANDERA_VALIDATION_ENABLED`` must never silently turn a blocking check into
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandera.polars as pa
@@ -65,6 +66,21 @@ class CheckOutcome:
 
 def validate_silver_klines(frame: pl.DataFrame) -> list[CheckOutcome]:
     """Run the four silver kline checks; one outcome per check, in CHECK_DESCRIPTIONS order."""
+    return run_checks(frame, _SCHEMAS, CHECK_DESCRIPTIONS, _failures, _by_day)
+
+
+def run_checks(
+    frame: pl.DataFrame,
+    schemas: dict[str, pa.DataFrameSchema],
+    descriptions: dict[str, str],
+    failures_of: Callable[[str, pl.DataFrame | None, pl.DataFrame], pl.DataFrame],
+    by_day: Callable[[pl.DataFrame], pl.DataFrame],
+) -> list[CheckOutcome]:
+    """Validate ``frame`` against each named Pandera schema; every layer's checks go through here.
+
+    ``failures_of(name, failure_cases, indexed)`` turns Pandera's failure cases into rows a user can read;
+    ``indexed`` is the frame with a ``row`` position column to join them back on.
+    """
     # A stray 'row' column is reported by the schema check; it must not shadow the index.
     indexed = (
         frame.drop(_ROW, strict=False)
@@ -72,7 +88,8 @@ def validate_silver_klines(frame: pl.DataFrame) -> list[CheckOutcome]:
         .with_columns(pl.col(_ROW).cast(pl.Int64))
     )
     outcomes: list[CheckOutcome] = []
-    for name, schema in _SCHEMAS.items():
+    for name, schema in schemas.items():
+        # Forced on: PANDERA_VALIDATION_ENABLED / _DEPTH in the environment must not silence these checks.
         with config_context(
             validation_enabled=True, validation_depth=ValidationDepth.SCHEMA_AND_DATA
         ):
@@ -81,14 +98,14 @@ def validate_silver_klines(frame: pl.DataFrame) -> list[CheckOutcome]:
                 cases: pl.DataFrame | None = None
             except SchemaErrors as exc:
                 cases = exc.failure_cases
-        failures = _failures(name, cases, indexed)
+        failures = failures_of(name, cases, indexed)
         outcomes.append(
             CheckOutcome(
                 name=name,
-                description=CHECK_DESCRIPTIONS[name],
+                description=descriptions[name],
                 passed=cases is None,
                 failures=failures,
-                failures_by_day=_by_day(failures),
+                failures_by_day=by_day(failures),
             )
         )
     return outcomes
@@ -165,7 +182,9 @@ _TIME_RULES: dict[str, pl.Expr] = {
 }
 
 
-def _frame_check(rule: str, expr: pl.Expr) -> pa.Check:
+def frame_check(rule: str, expr: pl.Expr) -> pa.Check:
+    """A row-wise Polars rule as a Pandera check named ``rule`` (the name users see in failures)."""
+
     def check(data: pa.PolarsData) -> pl.LazyFrame:
         return data.lazyframe.select(expr.alias("ok"))
 
@@ -173,9 +192,9 @@ def _frame_check(rule: str, expr: pl.Expr) -> pa.Check:
     return pa.Check(check, name=rule, ignore_na=False)
 
 
-def _rules_schema(name: str, rules: dict[str, pl.Expr]) -> pa.DataFrameSchema:
+def rules_schema(name: str, rules: dict[str, pl.Expr]) -> pa.DataFrameSchema:
     return pa.DataFrameSchema(
-        checks=[_frame_check(rule, expr) for rule, expr in rules.items()], name=name
+        checks=[frame_check(rule, expr) for rule, expr in rules.items()], name=name
     )
 
 
@@ -189,9 +208,9 @@ _SCHEMAS: dict[str, pa.DataFrameSchema] = {
         unique=list(KEY_COLUMNS),
         name="schema",
     ),
-    "ohlc_consistency": _rules_schema("ohlc_consistency", _OHLC_RULES),
-    "volumes": _rules_schema("volumes", _VOLUME_RULES),
-    "time_grid": _rules_schema("time_grid", _TIME_RULES),
+    "ohlc_consistency": rules_schema("ohlc_consistency", _OHLC_RULES),
+    "volumes": rules_schema("volumes", _VOLUME_RULES),
+    "time_grid": rules_schema("time_grid", _TIME_RULES),
 }
 assert list(_SCHEMAS) == list(CHECK_DESCRIPTIONS)
 
