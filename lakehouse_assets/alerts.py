@@ -3,6 +3,10 @@
 Why a plain webhook: it is the one integration every chat tool, pager and incident system accepts,
 and it needs no extra dependency. The payload carries a human summary in ``text`` (what chat tools
 display) plus structured fields (run id, job, partitions, failed steps, error) for machines.
+
+A webhook URL is a credential (Slack's path *is* the token), so it is never printed: errors and
+logs name only ``scheme://host[:port]``. Delivery has connect/read timeouts and a total deadline
+per attempt (``http_transfer``): a receiver that trickles its answer cannot hold the sensor.
 """
 
 from __future__ import annotations
@@ -14,6 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
+
+from lakehouse_assets.http_transfer import DEFAULT_CONNECT_TIMEOUT_SECONDS, DeadlineSession, TransferDeadlineExceeded
+from lakehouse_assets.redact import redact_text, redact_url, url_host
 
 log = logging.getLogger("lakehouse.alerts")
 
@@ -53,7 +60,8 @@ def _first_line(text: str, limit: int = 300) -> str:
 
 def build_payload(run: FailedRun, *, ui_url: str | None = None) -> dict[str, Any]:
     partitions = partitions_label(run.tags)
-    link = f"{ui_url.rstrip('/')}/runs/{run.run_id}" if ui_url else None
+    # A UI behind an authenticating proxy may be configured with user-info: the link must not carry it.
+    link = f"{redact_url(ui_url).rstrip('/')}/runs/{run.run_id}" if ui_url else None
     lines = [f":rotating_light: lakehouse run failed: *{run.job_name}*" + (f" for {partitions}" if partitions else "")]
     for step, message in run.failed_steps[:5]:
         lines.append(f"• `{step}`: {_first_line(message)}")
@@ -74,21 +82,51 @@ def build_payload(run: FailedRun, *, ui_url: str | None = None) -> dict[str, Any
     }
 
 
-def post_alert(url: str, payload: Mapping[str, Any], *, attempts: int = 3, timeout: float = 10.0,
-               backoff_seconds: float = 1.0) -> int:
-    """POST the payload; retries connection errors and 5xx/429. Returns the HTTP status."""
+DEFAULT_TIMEOUT_SECONDS = 10.0
+#: Per attempt; three attempts plus backoff stay well inside a sensor tick's 60 s.
+DEFAULT_DEADLINE_SECONDS = 15.0
+
+
+def _hide_url(text: str, url: str) -> str:
+    """``text`` without the webhook URL or its path (urllib3 messages quote the path: "with url: /hook/...")."""
+    try:
+        prepared = requests.Request("POST", url).prepare()
+        forms = {url, prepared.url or "", prepared.path_url or ""}
+    except (requests.RequestException, ValueError):
+        forms = {url}
+    for form in sorted((f for f in forms if f and f != "/"), key=len, reverse=True):
+        text = text.replace(form, "<webhook path hidden>")
+    return redact_text(text)
+
+
+def post_alert(url: str, payload: Mapping[str, Any], *, attempts: int = 3, timeout: float = DEFAULT_TIMEOUT_SECONDS,
+               backoff_seconds: float = 1.0, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_SECONDS,
+               deadline_seconds: float = DEFAULT_DEADLINE_SECONDS) -> int:
+    """POST the payload; retries connection errors, timeouts and 5xx/429. Returns the HTTP status.
+
+    The error raised when every attempt failed names the webhook's host only.
+    """
     last = ""
-    for attempt in range(1, attempts + 1):
-        try:
-            response = requests.post(url, json=payload, timeout=timeout)
-        except requests.RequestException as exc:
-            last = f"{type(exc).__name__}: {exc}"
-        else:
-            if response.status_code < 300:
-                return response.status_code
-            last = f"HTTP {response.status_code}"
-            if response.status_code < 500 and response.status_code != 429:
-                break  # a 4xx other than 429 will not get better (wrong URL, revoked token)
-        if attempt < attempts:
-            time.sleep(backoff_seconds * 2 ** (attempt - 1))
-    raise AlertDeliveryError(f"alert webhook did not accept the alert after {attempt} attempt(s): {last}")
+    host = url_host(url)
+    started = time.monotonic()
+    with DeadlineSession(connect_timeout=connect_timeout, read_timeout=timeout, deadline_seconds=deadline_seconds) as session:
+        for attempt in range(1, attempts + 1):
+            try:
+                response = session.post(url, json=payload)
+            except TransferDeadlineExceeded as exc:
+                last = exc.reason
+            except requests.RequestException as exc:
+                last = _hide_url(f"{type(exc).__name__}: {exc}", url)
+            else:
+                if response.status_code < 300:
+                    return response.status_code
+                last = f"HTTP {response.status_code}"
+                if response.status_code < 500 and response.status_code != 429:
+                    break  # a 4xx other than 429 will not get better (wrong URL, revoked token)
+            log.warning("alert webhook %s: attempt %d/%d failed: %s", host, attempt, attempts, last)
+            if attempt < attempts:
+                time.sleep(backoff_seconds * 2 ** (attempt - 1))
+    raise AlertDeliveryError(
+        f"alert webhook {host} did not accept the alert after {attempt} attempt(s): {last} "
+        f"({time.monotonic() - started:.1f} s in total)"
+    )

@@ -10,6 +10,11 @@ Why this exists instead of a bare ``requests.get``:
   Content-Length, and ``Accept-Encoding: identity`` keeps that comparison meaningful.
 * Tests and offline runs point the same client at ``http://127.0.0.1:PORT`` or at a
   ``file:///`` mirror with the archive's layout.
+* A server that trickles a body must not hold a pool slot forever: every transfer (zip, CHECKSUM,
+  HEAD) has a connect timeout, a read timeout and a total deadline (``http_transfer``); a deadline
+  overrun is transient like any timeout, and the final error names the URL and the time spent.
+* A mirror URL may carry credentials (``http://user:pass@mirror``): the real URL is used for the
+  request only; every message, log line and ``public_url`` is redacted (``redact``).
 
 No Dagster imports: retries are logged through ``logging`` (logger ``lakehouse.archive``),
 which Dagster captures.
@@ -30,7 +35,14 @@ from pathlib import Path
 from typing import Final
 
 import requests
-from requests.adapters import HTTPAdapter
+
+from lakehouse_assets.http_transfer import (
+    DEFAULT_CONNECT_TIMEOUT_SECONDS,
+    DeadlineSession,
+    TransferDeadlineExceeded,
+    validate_timeouts,
+)
+from lakehouse_assets.redact import redact_text, redact_url
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -43,6 +55,8 @@ __all__ = [
 logger = logging.getLogger("lakehouse.archive")
 
 DEFAULT_BASE_URL: Final = "https://data.binance.vision"
+#: Total time for one transfer: a 70 KB daily zip needs >= 400 B/s, a 5 MB monthly zip >= 28 KB/s.
+DEFAULT_DEADLINE_SECONDS: Final = 180.0
 
 #: Statuses worth retrying: server trouble and throttling (418 = Binance's "you were warned").
 RETRYABLE_STATUSES: Final = frozenset({408, 418, 429, 500, 502, 503, 504})
@@ -55,12 +69,16 @@ class ArchiveNotFound(Exception):
     """The archive has no such file (yet). Callers should treat this as "retry later", not fatal."""
 
     def __init__(self, url: str) -> None:
-        super().__init__(f"not (yet) in the archive: {url}")
-        self.url = url
+        self.url = redact_url(url)
+        super().__init__(f"not (yet) in the archive: {self.url}")
 
 
 class ArchiveFetchError(Exception):
-    """We gave up on a URL; the message names the URL, attempts made and the last status/error."""
+    """We gave up on a URL; the message names the (redacted) URL, attempts, time spent and the last error.
+
+    ``transient`` is False when no retry can help (403, other 4xx, a redirect loop, an unreadable
+    local file), True when the client gave up on errors that may pass (timeouts, resets, 5xx).
+    """
 
     def __init__(
         self,
@@ -69,13 +87,18 @@ class ArchiveFetchError(Exception):
         last_error: str,
         *,
         status: int | None = None,
+        elapsed_seconds: float | None = None,
+        transient: bool = True,
     ) -> None:
+        self.url = redact_url(url)
         plural = "attempt" if attempts == 1 else "attempts"
-        super().__init__(f"giving up on {url} after {attempts} {plural}; last error: {last_error}")
-        self.url = url
+        spent = f" in {elapsed_seconds:.1f} s" if elapsed_seconds is not None else ""
+        self.last_error = redact_text(last_error)
+        super().__init__(f"giving up on {self.url} after {attempts} {plural}{spent}; last error: {self.last_error}")
         self.attempts = attempts
-        self.last_error = last_error
         self.status = status
+        self.elapsed_seconds = elapsed_seconds
+        self.transient = transient
 
 
 class _Retryable(Exception):
@@ -125,6 +148,20 @@ def parse_checksum(text: bytes, *, expected_name: str | None = None) -> str:
     return digest
 
 
+def _redirect_loop_reason(url: str, limit: int, exc: requests.TooManyRedirects) -> str:
+    """Name where the loop starts and the hops it cycles through (redacted), not only "Exceeded 30 redirects"."""
+    hops: list[str] = []
+    response = exc.response
+    if response is not None:
+        for hop in [*response.history, response]:
+            target = hop.headers.get("Location")
+            if target:
+                hops.append(redact_url(urllib.parse.urljoin(hop.url or url, target)))
+    distinct = list(dict.fromkeys(hops))
+    chain = f", cycling through {' -> '.join(distinct[:4])}" if distinct else ""
+    return f"redirect loop: more than {limit} redirects from {redact_url(url)}{chain}"
+
+
 def _parse_retry_after(value: str | None) -> float | None:
     """Retry-After is either delta-seconds or an HTTP date; anything else is ignored."""
     if not value:
@@ -156,6 +193,8 @@ class ArchiveClient:
         base_url: str = DEFAULT_BASE_URL,
         *,
         timeout: float = 30.0,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_SECONDS,
+        deadline_seconds: float = DEFAULT_DEADLINE_SECONDS,
         max_attempts: int = 5,
         backoff_seconds: float = 0.5,
         max_backoff_seconds: float = 20.0,
@@ -164,16 +203,19 @@ class ArchiveClient:
     ) -> None:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
-        if timeout <= 0:
-            raise ValueError(f"timeout must be > 0, got {timeout}")
+        validate_timeouts(connect=connect_timeout, read=timeout, deadline=deadline_seconds, what="archive client")
         parsed = urllib.parse.urlsplit(base_url)
         if parsed.scheme not in ("http", "https", "file"):
-            raise ValueError(f"unsupported archive base URL {base_url!r}: expected https://, http:// or file:///")
+            raise ValueError(
+                f"unsupported archive base URL {redact_url(base_url)!r}: expected https://, http:// or file:///"
+            )
         if parsed.scheme == "file" and parsed.netloc not in ("", "localhost"):
-            raise ValueError(f"file URL must be file:///absolute/path, got {base_url!r}")
+            raise ValueError(f"file URL must be file:///absolute/path, got {redact_url(base_url)!r}")
         self.base_url = base_url.rstrip("/")
         self.scheme = parsed.scheme
         self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.deadline_seconds = deadline_seconds
         self.max_attempts = max_attempts
         self.backoff_seconds = backoff_seconds
         self.max_backoff_seconds = max_backoff_seconds
@@ -195,6 +237,10 @@ class ArchiveClient:
         if not segments or any(s in (".", "..") for s in segments):
             raise ValueError(f"not a valid archive-relative path: {path!r}")
         return self.base_url + "/" + "/".join(urllib.parse.quote(s, safe="") for s in segments)
+
+    def public_url(self, path: str) -> str:
+        """``url_for(path)`` without credentials: what logs, errors and the manifest's ``source_url`` show."""
+        return redact_url(self.url_for(path))
 
     def fetch(self, path: str) -> bytes:
         """Download one file completely, or raise ArchiveNotFound / ArchiveFetchError."""
@@ -257,7 +303,10 @@ class ArchiveClient:
         self.close()
 
     def __repr__(self) -> str:
-        return f"ArchiveClient({self.base_url!r}, timeout={self.timeout}, max_attempts={self.max_attempts})"
+        return (
+            f"ArchiveClient({redact_url(self.base_url)!r}, timeout={self.timeout}, "
+            f"deadline_seconds={self.deadline_seconds}, max_attempts={self.max_attempts})"
+        )
 
     # ------------------------------------------------------------------ retry loop
 
@@ -268,13 +317,18 @@ class ArchiveClient:
 
     def _with_retries(self, method: str, url: str, once: Callable[[], bytes]) -> bytes:
         last: _Retryable | None = None
+        started = time.monotonic()
+        shown = redact_url(url)
         for attempt in range(1, self.max_attempts + 1):
             try:
                 return once()
             except ArchiveNotFound:
                 raise
             except _Fatal as exc:
-                raise ArchiveFetchError(url, attempt, exc.reason, status=exc.status) from None
+                raise ArchiveFetchError(
+                    url, attempt, exc.reason, status=exc.status, elapsed_seconds=time.monotonic() - started,
+                    transient=False,
+                ) from None
             except _Retryable as exc:
                 last = exc
                 if attempt == self.max_attempts:
@@ -288,6 +342,7 @@ class ArchiveClient:
                             f"{exc.reason}; server asked to wait {exc.retry_after:.0f} s "
                             f"(> max_retry_after_seconds={self.max_retry_after_seconds:.0f})",
                             status=exc.status,
+                            elapsed_seconds=time.monotonic() - started,
                         ) from None
                     delay = exc.retry_after + self.rng.uniform(0, min(1.0, self.backoff_seconds))
                 else:
@@ -295,7 +350,7 @@ class ArchiveClient:
                 logger.warning(
                     "%s %s failed (attempt %d/%d): %s; retrying in %.2f s",
                     method,
-                    url,
+                    shown,
                     attempt,
                     self.max_attempts,
                     exc.reason,
@@ -303,39 +358,53 @@ class ArchiveClient:
                 )
                 self.sleep(delay)
         assert last is not None
-        logger.error("%s %s: giving up after %d attempts: %s", method, url, self.max_attempts, last.reason)
-        raise ArchiveFetchError(url, self.max_attempts, last.reason, status=last.status)
+        elapsed = time.monotonic() - started
+        logger.error(
+            "%s %s: giving up after %d attempts in %.1f s: %s", method, shown, self.max_attempts, elapsed, last.reason
+        )
+        raise ArchiveFetchError(url, self.max_attempts, last.reason, status=last.status, elapsed_seconds=elapsed)
 
     # ------------------------------------------------------------------ transports
 
     def _session(self) -> requests.Session:
         session: requests.Session | None = getattr(self._local, "session", None)
         if session is None:
-            session = requests.Session()
+            # Connect/read timeouts and the total deadline live in the session; it never retries itself.
+            session = DeadlineSession(
+                connect_timeout=self.connect_timeout,
+                read_timeout=self.timeout,
+                deadline_seconds=self.deadline_seconds,
+                pool_maxsize=4,
+            )
             session.trust_env = self._trust_env
             session.headers.update(
                 # identity: Content-Length must describe the bytes we keep, so no transparent gzip.
                 {"User-Agent": self.user_agent, "Accept-Encoding": "identity"}
             )
-            # max_retries=0: urllib3 must not retry behind our back (we log and count attempts).
-            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=4, max_retries=0)
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
             self._local.session = session
             with self._sessions_lock:
                 self._sessions.append(session)
         return session
 
     def _http_once(self, method: str, url: str, headers_out: dict[str, str] | None = None) -> bytes:
+        session = self._session()
         try:
-            response = self._session().request(method, url, timeout=self.timeout, allow_redirects=True)
+            response = session.request(method, url, allow_redirects=True)
+        except TransferDeadlineExceeded as exc:
+            raise _Retryable(exc.reason) from None
         except requests.Timeout as exc:
-            raise _Retryable(f"timeout after {self.timeout} s ({type(exc).__name__})") from exc
+            kind = "connect" if isinstance(exc, requests.exceptions.ConnectTimeout) else "read"
+            timeout = self.connect_timeout if kind == "connect" else self.timeout
+            raise _Retryable(f"{kind} timeout after {timeout:g} s ({type(exc).__name__})") from None
         except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
             # ChunkedEncodingError is what requests raises for an IncompleteRead (truncated body).
-            raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+            raise _Retryable(redact_text(f"{type(exc).__name__}: {exc}")) from None
         except requests.exceptions.ContentDecodingError as exc:
-            raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+            raise _Retryable(redact_text(f"{type(exc).__name__}: {exc}")) from None
+        except requests.TooManyRedirects as exc:
+            raise _Fatal(_redirect_loop_reason(url, session.max_redirects, exc)) from None
+        except requests.RequestException as exc:  # an invalid URL or header: no retry fixes it
+            raise _Fatal(redact_text(f"{type(exc).__name__}: {exc}")) from None
         with response:
             status = response.status_code
             if status == 404:

@@ -7,11 +7,17 @@ its sha256, and how far we trust it (``checksum_status``):
 * ``verified``: sha256 equals the published ``.CHECKSUM``;
 * ``no_checksum``: the archive (or mirror) publishes no CHECKSUM for this file;
 * ``mismatch_accepted``: still mismatching after a second download, and the run was told to accept it;
-* ``missing``: the archive answered 404. Not an error: daily files land T+1 and some never appear;
-  the gap-fill layer uses these rows.
+* ``missing``: the archive answered 404 and the lake holds no copy. Not an error: daily files land
+  T+1 and some never appear; the gap-fill layer uses these rows.
+
+``upstream_status`` records what the archive answered this time (``ok``, ``not_found``,
+``fetch_failed``), separately from how far the stored bytes are trusted. A file already stored
+and verified stays in use when the archive answers 404 or cannot be reached (CDN files do vanish
+and reappear): a bad moment upstream never turns a good day into a missing one.
 
 A mismatch is retried once (Binance has published stale CHECKSUM files and re-uploaded zips),
-then fails naming the file. Nothing unverified is written to the lake.
+then fails naming the file. Nothing unverified is written to the lake, and neither is a body
+that is not a zip at all (an HTML error page served with 200).
 """
 
 from __future__ import annotations
@@ -46,7 +52,15 @@ MANIFEST_SCHEMA: dict[str, pl.DataType] = {
     "published_sha256": pl.String(),
     "downloaded": pl.Boolean(),
     "fetched_at": pl.Datetime("ms", "UTC"),
+    "upstream_status": pl.String(),
 }
+
+UPSTREAM_OK = "ok"
+UPSTREAM_NOT_FOUND = "not_found"
+UPSTREAM_FAILED = "fetch_failed"
+
+# Local file headers, and the end-of-central-directory record an empty zip starts with.
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 
 
 class ChecksumMismatchError(RuntimeError):
@@ -56,6 +70,20 @@ class ChecksumMismatchError(RuntimeError):
             f"{file} ({instrument.key}, {day}): sha256 {actual} does not match the published CHECKSUM "
             f"{expected}, also after downloading both again; not stored. If Binance's CHECKSUM is known to be "
             "stale, rerun with config accept_checksum_mismatch: true"
+        )
+
+
+class NotAZipError(RuntimeError):
+    """The archive answered 200, twice, with something that is not a zip (a CDN/proxy error page, a
+    captive portal). Never stored; not step-retried either: the next scheduled run or sensor tick asks again.
+    """
+
+    def __init__(self, file: str, instrument: Instrument, period: date | str, head: bytes) -> None:
+        self.file = file
+        kind = "an HTML page" if head.lstrip()[:1] == b"<" else "something that is not a zip"
+        super().__init__(
+            f"{file} ({instrument.key}, {period}): the archive sent {kind} ({head[:40]!r}) instead of the zip, "
+            "also when asked again; not stored"
         )
 
 
@@ -82,6 +110,7 @@ class ManifestRow:
     published_sha256: str | None
     downloaded: bool
     fetched_at: datetime
+    upstream_status: str
 
 
 def _sha256(data: bytes) -> str:
@@ -109,6 +138,25 @@ class StoredFile:
     checksum_status: str
     published_sha256: str | None
     downloaded: bool
+    upstream_status: str = UPSTREAM_OK
+
+
+def _stored_copy(store: LakeStore, lake_key: str) -> tuple[bytes, str | None, str] | None:
+    """The copy bronze already holds: (bytes, its stored CHECKSUM digest or None, trust status).
+
+    A copy whose stored CHECKSUM no longer matches it is not trusted (None): it will be fetched again.
+    """
+    if not store.exists(lake_key):
+        return None
+    data = store.get_bytes(lake_key)
+    if not store.exists(lake_key + ".CHECKSUM"):
+        return data, None, "no_checksum"
+    name = lake_key.rsplit("/", 1)[-1]
+    try:
+        digest = parse_checksum(store.get_bytes(lake_key + ".CHECKSUM"), expected_name=name)
+    except ValueError:
+        return None
+    return (data, digest, "verified") if _sha256(data) == digest else None
 
 
 def store_verified(
@@ -128,19 +176,55 @@ def store_verified(
     """
     name = path.rsplit("/", 1)[-1]
     lake_key = f"{RAW_PREFIX}/{path}"
-    source_url = client.url_for(path)
-    checksum_raw, expected = _published_digest(client, path)
+    source_url = client.public_url(path)  # credentials in the mirror URL never reach the manifest
+
+    def keep_stored(upstream: str, why: Exception) -> StoredFile | None:
+        held = _stored_copy(store, lake_key)
+        if held is None:
+            return None
+        data, digest, status = held
+        log.warning("%s (%s, %s): %s; keeping the copy bronze already holds", name, instrument.key, period, why)
+        return StoredFile(source_url, lake_key, _sha256(data), len(data), status, digest, False, upstream)
+
+    try:
+        checksum_raw, expected = _published_digest(client, path)
+    except ArchiveFetchError as exc:
+        kept = keep_stored(UPSTREAM_FAILED, exc)
+        if kept is None:
+            raise
+        return kept
     if expected is not None and store.exists(lake_key):
         stored = store.get_bytes(lake_key)
         if _sha256(stored) == expected:
+            if not store.exists(lake_key + ".CHECKSUM") and checksum_raw is not None:
+                # The zip landed but its CHECKSUM sibling did not (a crash between the two writes).
+                store.put_bytes(lake_key + ".CHECKSUM", checksum_raw)
             return StoredFile(source_url, lake_key, expected, len(stored), "verified", expected, False)
     data: bytes | None = None
     status = "no_checksum"
     for attempt in (1, 2):
         try:
             data = client.fetch(path)
-        except ArchiveNotFound:
-            return StoredFile(source_url, None, None, None, "missing", expected, False)
+            if name.endswith(".zip") and not data.startswith(_ZIP_MAGIC):
+                if attempt == 1:
+                    log.warning("%s (%s, %s): the archive sent no zip, asking again", name, instrument.key, period)
+                    data = client.fetch(path)
+                if not data.startswith(_ZIP_MAGIC):
+                    raise NotAZipError(name, instrument, period, data[:200])
+        except NotAZipError as exc:
+            kept = keep_stored(UPSTREAM_FAILED, exc)
+            if kept is None:
+                raise
+            return kept
+        except ArchiveNotFound as exc:
+            return keep_stored(UPSTREAM_NOT_FOUND, exc) or StoredFile(
+                source_url, None, None, None, "missing", expected, False, UPSTREAM_NOT_FOUND
+            )
+        except ArchiveFetchError as exc:
+            kept = keep_stored(UPSTREAM_FAILED, exc)
+            if kept is None:
+                raise
+            return kept
         if expected is None or _sha256(data) == expected:
             status = "verified" if expected else "no_checksum"
             break

@@ -26,6 +26,7 @@ from datetime import date, timedelta
 
 from lakehouse_assets.archive_client import ArchiveClient, ArchiveFetchError, ArchiveNotFound, parse_checksum
 from lakehouse_assets.instruments import Instrument
+from lakehouse_assets.redact import redact_text
 
 CURSOR_VERSION = 1
 
@@ -120,7 +121,7 @@ def probe_all(paths: Iterable[str], probe: Probe, max_workers: int = 8) -> tuple
         except ArchiveNotFound:
             return path, None, None
         except (ArchiveFetchError, OSError, ValueError) as exc:
-            return path, None, f"{type(exc).__name__}: {exc}"
+            return path, None, redact_text(f"{type(exc).__name__}: {exc}")
 
     with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(unique) or 1))) as pool:
         results = list(pool.map(run, unique))

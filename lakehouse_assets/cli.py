@@ -1,13 +1,21 @@
-"""``lakehouse`` command: SQL over the lake from a shell.
+"""``lakehouse`` command: SQL over the lake from a shell, and the effective configuration.
 
     lakehouse query "select symbol, count(*) from silver.klines group by all"
     lakehouse tables
+    lakehouse config          # every LAKEHOUSE_* setting, its value and source; exit 1 if one is invalid
+
+Like ``dagster dev``, the command reads ``./.env`` (its values win over the shell's), so it sees
+the configuration the code location sees.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import polars as pl
 
@@ -20,8 +28,64 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--format", choices=["table", "csv", "json"], default="table")
     q.add_argument("--max-rows", type=int, default=50, help="rows shown in table format")
     sub.add_parser("tables", help="list the tables (views) the lake holds")
+    c = sub.add_parser(
+        "config",
+        help="print every LAKEHOUSE_* setting with its effective value and source (env, .env, default); "
+        "exit 1 with the same messages a run would give if one is invalid",
+    )
+    c.add_argument("--docs", action="store_true", help="also print what each setting does")
     args = parser.parse_args(argv)
 
+    with _dotenv_applied(Path.cwd() / ".env"):
+        if args.command == "config":
+            return show_config(docs=args.docs)
+        return _run_sql(args)
+
+
+@contextmanager
+def _dotenv_applied(path: Path) -> Iterator[None]:
+    """``./.env`` over the environment for the duration of the command, as ``dagster dev`` does."""
+    from lakehouse_assets.settings import read_dotenv
+
+    values = read_dotenv(path)
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def show_config(*, docs: bool = False) -> int:
+    """The effective settings, secrets redacted; exit 1 (messages on stderr) when any is invalid."""
+    from lakehouse_assets import settings
+
+    current = settings.load()
+    rows = []
+    for name, entry in current.values.items():
+        source = entry.source
+        if entry.error:
+            source += " (INVALID)"
+        elif entry.raw is not None and not entry.raw.strip():
+            source = "default (set but empty)"
+        rows.append((name, entry.shown, source, entry.setting.doc))
+    width = max(len(r[0]) for r in rows)
+    value_width = min(60, max(len(r[1]) for r in rows))
+    for name, shown, source, doc in rows:
+        print(f"{name:<{width}}  {shown:<{value_width}}  {source}")
+        if docs:
+            print(f"{'':<{width}}    {doc}")
+    if current.errors:
+        print(f"lakehouse: {settings.ConfigError(current.errors)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_sql(args: argparse.Namespace) -> int:
     from lakehouse_assets import sql
 
     try:

@@ -41,7 +41,7 @@ def newest_per_instrument(
             if key not in present:
                 continue
             newest = (
-                pl.scan_parquet(store.uri(key), storage_options=store.polars_storage_options)
+                pl.scan_parquet(store.uri(key), glob=False, storage_options=store.polars_storage_options)
                 .select(pl.col(time_column).max())
                 .collect()
                 .item()

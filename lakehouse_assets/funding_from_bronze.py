@@ -19,6 +19,7 @@ from lakehouse_assets.instruments import Instrument
 from lakehouse_assets.kline_parse import ArchiveFileError
 from lakehouse_assets.klines_from_archives import SilverBuildError
 from lakehouse_assets.lake_store import LakeStore
+from lakehouse_assets.zip_limits import DEFAULT_ZIP_LIMITS, ZipLimits
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class FundingFileStats:
 
 
 def build_funding(
-    manifest: pl.DataFrame, store: LakeStore, instruments: list[Instrument]
+    manifest: pl.DataFrame, store: LakeStore, instruments: list[Instrument], *, zip_limits: ZipLimits = DEFAULT_ZIP_LIMITS
 ) -> tuple[pl.DataFrame, list[FundingFileStats]]:
     wanted = pl.DataFrame(
         {"market": [i.market for i in instruments], "symbol": [i.symbol for i in instruments]},
@@ -57,7 +58,9 @@ def build_funding(
         try:
             data = store.get_bytes(str(lake_path))
             if source == "archive":
-                raw = parse_funding_month_zip(data, instrument=inst, month=str(group["month"][0]), file_name=name)
+                raw = parse_funding_month_zip(
+                    data, instrument=inst, month=str(group["month"][0]), file_name=name, limits=zip_limits
+                )
                 rows = snap_events(raw, instrument=inst, source="archive")
             elif source == "rest":
                 raw, fallback = parse_funding_rest_payload(data, instrument=inst, file_name=name, day=days[0])

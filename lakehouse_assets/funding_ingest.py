@@ -41,6 +41,7 @@ from lakehouse_assets.funding_rest import (
 from lakehouse_assets.funding_schema import FUNDING_MARKETS, month_bounds, month_of
 from lakehouse_assets.instruments import MARKETS, Instrument
 from lakehouse_assets.lake_store import LakeStore
+from lakehouse_assets.redact import redact_text
 
 log = logging.getLogger("lakehouse.bronze")
 
@@ -141,7 +142,8 @@ def ingest_funding(
                     source_url=archived.source_url, lake_path=archived.lake_path, sha256=archived.sha256,
                     bytes=archived.bytes, checksum_status=archived.checksum_status,
                     published_sha256=archived.published_sha256, downloaded=archived.downloaded, fetched_at=fetched_at,
-                    note=None,
+                    note=None if archived.upstream_status == "ok"
+                    else f"archive answered {archived.upstream_status}; the stored verified copy is used",
                 )  # fmt: skip
             )
 
@@ -177,7 +179,8 @@ def ingest_funding(
                 now=fetched_at,
             )
         except Exception as exc:  # ccxt and the REST client raise their own types; name what failed
-            failures.append((label, FundingRestError(f"{label}: {type(exc).__name__}: {exc}", transient=_transient(exc))))
+            message = redact_text(f"{label}: {type(exc).__name__}: {exc}")  # library messages may carry the URL
+            failures.append((label, FundingRestError(message, transient=_transient(exc))))
             continue
         endpoint = FUNDING_ENDPOINTS[inst.market]
         for day, payload in payloads.items():

@@ -29,6 +29,7 @@ import polars as pl
 from lakehouse_assets.funding_schema import HOUR_MS, RAW_FUNDING_SCHEMA, month_bounds
 from lakehouse_assets.instruments import Instrument
 from lakehouse_assets.kline_parse import ArchiveFileError
+from lakehouse_assets.zip_limits import DEFAULT_ZIP_LIMITS, ZipLimitError, ZipLimits, check_entries, read_member
 
 ARCHIVE_COLUMNS = ("calc_time", "funding_interval_hours", "last_funding_rate")
 _INT_RE = re.compile(r"[+-]?\d+")
@@ -45,13 +46,18 @@ def _error(reason: str, file: str, instrument: Instrument, day: date | None = No
     return ArchiveFileError(reason, file=file, market=instrument.market, symbol=instrument.symbol, day=day)
 
 
-def parse_funding_month_zip(data: bytes, *, instrument: Instrument, month: str, file_name: str) -> pl.DataFrame:
-    """Raw events (RAW_FUNDING_SCHEMA) of one monthly fundingRate zip, sorted by calc_time."""
+def parse_funding_month_zip(
+    data: bytes, *, instrument: Instrument, month: str, file_name: str, limits: ZipLimits = DEFAULT_ZIP_LIMITS
+) -> pl.DataFrame:
+    """Raw events (RAW_FUNDING_SCHEMA) of one monthly fundingRate zip, sorted by calc_time.
+
+    The member is inflated within ``limits`` (see ``zip_limits``), as every archive zip is.
+    """
     if not data:
         raise _error("corrupt zip: file is empty (0 bytes)", file_name, instrument)
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            members = [m for m in archive.infolist() if not m.is_dir()]
+            members = [m for m in check_entries(archive, limits) if not m.is_dir()]
             if len(members) != 1 or not members[0].filename.lower().endswith(".csv"):
                 names = ", ".join(m.filename for m in members[:5]) or "none"
                 raise _error(f"corrupt zip: expected exactly one CSV member, found {names}", file_name, instrument)
@@ -63,9 +69,11 @@ def parse_funding_month_zip(data: bytes, *, instrument: Instrument, month: str, 
                     file_name,
                     instrument,
                 )
-            csv = archive.read(members[0])  # verifies CRC-32
+            csv = read_member(archive, members[0], limits)  # verifies CRC-32
     except ArchiveFileError:
         raise
+    except ZipLimitError as exc:
+        raise _error(str(exc), file_name, instrument) from None
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError, RuntimeError) as exc:
         raise _error(f"corrupt zip: {type(exc).__name__}: {exc}", file_name, instrument) from exc
     return parse_funding_month_csv(csv, instrument=instrument, month=month, file_name=file_name)

@@ -165,9 +165,12 @@ def showcase(instance: Any, mirror: Path, workdir: Path, server: Any) -> bool:
 def _remove_minutes(zip_path: Path, start: datetime, end: datetime) -> None:
     """Rewrite a mirror zip without the rows in [start, end) and refresh its (self-computed) CHECKSUM."""
     lo, hi = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+    from lakehouse_assets.zip_limits import DEFAULT_ZIP_LIMITS, read_member
+
     with zipfile.ZipFile(zip_path) as archive:
-        (member,) = archive.namelist()
-        lines = archive.read(member).splitlines(keepends=True)
+        (info,) = archive.infolist()
+        member = info.filename
+        lines = read_member(archive, info, DEFAULT_ZIP_LIMITS).splitlines(keepends=True)
     kept = b"".join(line for line in lines if not lo <= int(line.split(b",")[0]) < hi)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:

@@ -6,6 +6,7 @@ several of them, so an instrument is always the pair (market, symbol), never a b
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date
 
@@ -16,6 +17,10 @@ MARKETS: dict[str, str] = {
 }
 
 DEFAULT_SYMBOLS = "spot:BTCUSDT,spot:ETHUSDT,um:BTCUSDT,cm:BTCUSD_PERP"
+
+# ASCII only: str.isalnum() also accepts full-width letters (ＢＴＣＵＳＤＴ), which name no Binance file
+# and would turn into a URL, a lake path and a Parquet file name.
+_SYMBOL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_]*")
 
 
 @dataclass(frozen=True, order=True)
@@ -29,8 +34,10 @@ class Instrument:
                 f"unknown market {self.market!r} for symbol {self.symbol!r}; "
                 f"expected one of {', '.join(MARKETS)}"
             )
-        if not self.symbol or not self.symbol.replace("_", "").isalnum():
-            raise ValueError(f"invalid symbol {self.symbol!r} (market {self.market})")
+        if not _SYMBOL_RE.fullmatch(self.symbol):
+            raise ValueError(
+                f"invalid symbol {self.symbol!r} (market {self.market}): only ASCII letters, digits and '_' are allowed"
+            )
 
     @property
     def key(self) -> str:
@@ -52,17 +59,34 @@ def parse_instrument(text: str) -> Instrument:
         market, symbol = text.split(":", 1)
     else:
         market, symbol = "spot", text
-    return Instrument(market.strip().lower(), symbol.strip().upper())
+    symbol = symbol.strip()
+    if not symbol:
+        raise ValueError(f"{text!r} has no symbol")
+    # Upper-case ASCII only: 'ß'.upper() is 'SS', which would turn a typo into a valid-looking symbol.
+    return Instrument(market.strip().lower(), symbol.upper() if symbol.isascii() else symbol)
 
 
 def parse_universe(text: str) -> list[Instrument]:
-    """Parse a comma-separated universe, keeping order and dropping repeats."""
-    seen: dict[Instrument, None] = {}
-    for part in text.split(","):
-        if part.strip():
-            seen.setdefault(parse_instrument(part), None)
-    if not seen:
+    """Parse a comma-separated universe, keeping order and dropping repeats.
+
+    Every entry must be valid, and an empty list is an error rather than "no instruments": a run over
+    an empty (or partly dropped) universe would replace each day with fewer instruments than it has.
+    All bad entries are reported together, so one edit fixes them.
+    """
+    if not any(part.strip() for part in text.split(",")):
         raise ValueError("the symbol universe is empty; set LAKEHOUSE_SYMBOLS to e.g. 'spot:BTCUSDT'")
+    seen: dict[Instrument, None] = {}
+    problems: list[str] = []
+    for number, part in enumerate(text.split(","), start=1):
+        if not part.strip():
+            problems.append(f"entry {number} is empty")
+            continue
+        try:
+            seen.setdefault(parse_instrument(part), None)
+        except ValueError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ValueError("; ".join(problems))
     return list(seen)
 
 

@@ -103,7 +103,9 @@ class FetchOutcome:
 
     ``covered_until``: the exchange was successfully asked about every bar before this time (the
     window end when nothing failed), so a bar missing before it is one the exchange does not have.
-    ``error`` is set when fetching stopped early; rows fetched before the failure are kept.
+    ``error`` is set when fetching stopped early; rows fetched before the failure are kept (none
+    when the source contradicted itself: conflicting copies of a candle fail the whole window).
+    ``duplicates_dropped``: identical repeated copies of a candle the source sent, dropped.
     """
 
     frame: pl.DataFrame
@@ -111,6 +113,7 @@ class FetchOutcome:
     retries: int = 0
     covered_until: datetime | None = None
     error: str | None = None
+    duplicates_dropped: int = 0
 
 
 class KlineFetcher(Protocol):
@@ -124,6 +127,7 @@ class FillResult:
     report: pl.DataFrame  # FILL_REPORT_SCHEMA, one row per instrument-day
     windows: list[FetchWindow] = field(default_factory=list)
     outcomes: list[FetchOutcome] = field(default_factory=list)
+    kept_rows: int = 0  # stored bars kept where REST could not answer (see keep_stored_rows)
 
     @property
     def rest_requests(self) -> int:
@@ -132,6 +136,10 @@ class FillResult:
     @property
     def rest_retries(self) -> int:
         return sum(o.retries for o in self.outcomes)
+
+    @property
+    def rest_duplicates_dropped(self) -> int:
+        return sum(o.duplicates_dropped for o in self.outcomes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -254,11 +262,17 @@ def fill_gaps(
     now: datetime,
     fetcher: KlineFetcher | None,
     page_limit: int,
+    stored: pl.DataFrame | None = None,
 ) -> FillResult:
     """Complete ``archive`` (silver rows) from ``fetcher`` and report what is still missing and why.
 
     ``fetcher=None`` means REST filling is switched off: holes are only reported. Exceptions the
     fetcher raises (e.g. a geo-block, which no retry will fix) propagate unchanged.
+
+    ``stored`` is what the lake already holds for these days (silver/klines_filled rows, with
+    ``source``). Where REST could not answer (fetch failed, or not asked), the stored rows for those
+    bars are kept: a re-run during an outage never loses bars an earlier run filled. Where the
+    sources did answer, they decide, so a bar the exchange says it does not have is not kept.
     """
     step = interval_to_timedelta(interval)
     wanted = _restrict(archive, instruments, interval)
@@ -272,8 +286,56 @@ def fill_gaps(
 
     remaining = find_holes(merged, instruments=instruments, days=days, interval=interval, now=now)
     gaps = _gaps_frame(remaining, step, interval, lambda hole: _reason(hole, windows, outcomes, fetcher is not None))
+    kept = 0
+    if stored is not None and not stored.is_empty():
+        merged, gaps, kept = keep_stored_rows(merged, gaps, stored, instruments=instruments, days=days, interval=interval, now=now)
     report = fill_report(merged, gaps, instruments=instruments, days=days, interval=interval, now=now)
-    return FillResult(frame=merged, gaps=gaps, report=report, windows=windows, outcomes=outcomes)
+    return FillResult(frame=merged, gaps=gaps, report=report, windows=windows, outcomes=outcomes, kept_rows=kept)
+
+
+def keep_stored_rows(
+    merged: pl.DataFrame,
+    gaps: pl.DataFrame,
+    stored: pl.DataFrame,
+    *,
+    instruments: Sequence[Instrument],
+    days: Sequence[date],
+    interval: str,
+    now: datetime,
+) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+    """Put back stored bars inside the gaps no source could rule on; returns (frame, gaps, bars kept).
+
+    Only gaps whose reason is not "exchange returned no data" qualify: there REST failed or was not
+    asked, so the fresh run knows nothing better than what an earlier run stored. What is still
+    missing afterwards keeps the reason of the gap it lies in.
+    """
+    unresolved = gaps.filter(pl.col("reason") != REASON_NO_DATA)
+    if unresolved.is_empty():
+        return merged, gaps, 0
+    keys = ["market", "symbol", "interval"]
+    carried = (
+        stored.select(list(SILVER_KLINES_SCHEMA))
+        .join(unresolved.select(*keys, "gap_start", "gap_end"), on=keys, how="inner")
+        .filter(pl.col("open_time") >= pl.col("gap_start"), pl.col("open_time") < pl.col("gap_end"))
+        .select(merged.columns)
+        .unique(subset=KEY_COLUMNS, keep="first", maintain_order=True)
+    )
+    if carried.is_empty():
+        return merged, gaps, 0
+    frame = pl.concat([merged, carried.cast(merged.schema)], how="vertical").sort(KEY_COLUMNS)
+    step = interval_to_timedelta(interval)
+    old = list(gaps.iter_rows(named=True))
+
+    def reason_of(hole: Hole) -> str:
+        for gap in old:
+            if (gap["market"], gap["symbol"]) == (hole.instrument.market, hole.instrument.symbol) and (
+                gap["gap_start"] <= hole.start < gap["gap_end"]
+            ):
+                return str(gap["reason"])
+        return REASON_NO_DATA  # unreachable: keeping rows only ever shrinks existing gaps
+
+    remaining = find_holes(frame, instruments=instruments, days=days, interval=interval, now=now)
+    return frame, _gaps_frame(remaining, step, interval, reason_of), carried.height
 
 
 def fill_report(

@@ -1,8 +1,8 @@
 """Parse one Binance daily kline archive file (zip or bare CSV) into the silver kline schema.
 
-The parser is strict on purpose: a damaged, truncated, ambiguous or wrong-day file raises
-``ArchiveFileError`` (naming the file, instrument and day) so the partition fails loudly and
-can be re-downloaded, instead of landing a plausible-looking but wrong day in the lake.
+The parser is strict on purpose: a damaged, truncated, oversized, ambiguous or wrong-day file
+raises ``ArchiveFileError`` (naming the file, instrument and day) so the partition fails loudly
+and can be re-downloaded, instead of landing a plausible-looking but wrong day in the lake.
 Real gaps (maintenance) are *not* errors here; completeness is measured downstream.
 
 Columns are mapped by POSITION, never by header name: spot files never have a header,
@@ -46,6 +46,7 @@ import polars as pl
 
 from lakehouse_assets.instruments import Instrument, coinm_contract_size_usd
 from lakehouse_assets.kline_schema import interval_to_timedelta
+from lakehouse_assets.zip_limits import DEFAULT_ZIP_LIMITS, ZipLimitError, ZipLimits, check_entries, read_member
 
 FILE_COLUMNS: tuple[str, ...] = (
     "open_time",
@@ -81,6 +82,8 @@ _MS_MIN, _MS_MAX = 10**12, 10**13 - 1
 _US_MIN, _US_MAX = 10**15, 10**16 - 1
 _DAY_MS = 86_400_000
 _ROW = "__row"
+_SEPARATORS_PER_ROW = len(FILE_COLUMNS) - 1
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 TimeUnit = Literal["ms", "us"]
 
@@ -125,6 +128,34 @@ def _restore_archive_file_error(
     return ArchiveFileError(reason, file=file, market=market, symbol=symbol, day=day)
 
 
+class ConflictingRowsError(ArchiveFileError):
+    """Two rows for one open_time that differ: no rule can say which is right.
+
+    Its own class so a caller holding rows from a live source (REST) can fail just that source's
+    window instead of the run; ``open_time_ms`` is the first conflicting bar.
+    """
+
+    def __init__(
+        self, reason: str, *, file: str, market: str, symbol: str, day: date | None, open_time_ms: int
+    ) -> None:
+        self.open_time_ms = open_time_ms
+        super().__init__(reason, file=file, market=market, symbol=symbol, day=day)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (
+            _restore_conflicting_rows_error,
+            (self.reason, self.file, self.market, self.symbol, self.day, self.open_time_ms),
+        )
+
+
+def _restore_conflicting_rows_error(
+    reason: str, file: str, market: str, symbol: str, day: date | None, open_time_ms: int
+) -> ConflictingRowsError:
+    return ConflictingRowsError(
+        reason, file=file, market=market, symbol=symbol, day=day, open_time_ms=open_time_ms
+    )
+
+
 @dataclass
 class ParsedKlines:
     frame: pl.DataFrame
@@ -152,11 +183,21 @@ class _Context:
 
 
 def parse_klines_zip(
-    data: bytes, *, instrument: Instrument, interval: str, day: date, file_name: str
+    data: bytes,
+    *,
+    instrument: Instrument,
+    interval: str,
+    day: date,
+    file_name: str,
+    limits: ZipLimits = DEFAULT_ZIP_LIMITS,
 ) -> ParsedKlines:
-    """Parse a daily kline ``.zip`` exactly as published (one CSV member inside)."""
+    """Parse a daily kline ``.zip`` exactly as published (one CSV member inside).
+
+    ``limits`` caps what the member may inflate to (see ``zip_limits``): a bomb is refused
+    before it can take the memory of every parse running beside it.
+    """
     ctx = _context(instrument, interval, day, file_name)
-    return _parse_csv(_extract_single_csv(data, ctx), ctx)
+    return _parse_csv(_extract_single_csv(data, ctx, limits), ctx)
 
 
 def parse_klines_csv(
@@ -174,12 +215,12 @@ def _context(instrument: Instrument, interval: str, day: date, file_name: str) -
     return _Context(instrument, interval, day, file_name)
 
 
-def _extract_single_csv(data: bytes, ctx: _Context) -> bytes:
+def _extract_single_csv(data: bytes, ctx: _Context, limits: ZipLimits) -> bytes:
     if not data:
         raise ctx.error("corrupt zip: file is empty (0 bytes)")
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            members = [m for m in archive.infolist() if not m.is_dir()]
+            members = [m for m in check_entries(archive, limits) if not m.is_dir()]
             if len(members) != 1:
                 names = ", ".join(m.filename for m in members[:5]) or "none"
                 raise ctx.error(
@@ -189,9 +230,11 @@ def _extract_single_csv(data: bytes, ctx: _Context) -> bytes:
             if not member.filename.lower().endswith(".csv"):
                 raise ctx.error(f"corrupt zip: member {member.filename!r} is not a .csv file")
             _check_member_name(member.filename, ctx)
-            return archive.read(member)  # verifies the member's CRC-32
+            return read_member(archive, member, limits)  # verifies the member's CRC-32
     except ArchiveFileError:
         raise
+    except ZipLimitError as exc:
+        raise ctx.error(str(exc)) from None
     except zipfile.BadZipFile as exc:
         raise ctx.error(f"corrupt zip: {exc}") from exc
     except (zlib.error, EOFError, OSError, ValueError, NotImplementedError, RuntimeError) as exc:
@@ -249,16 +292,20 @@ def _parse_csv(csv: bytes, ctx: _Context) -> ParsedKlines:
 
     duplicates_dropped = 0
     if raw["open_time"].n_unique() != raw.height:
-        deduped = raw.unique(subset=list(FILE_COLUMNS), keep="first", maintain_order=True)
-        clash = deduped.filter(pl.col("open_time").is_duplicated())
+        deduped, clash = drop_identical_duplicates(raw, "open_time", FILE_COLUMNS)
         if clash.height:
             first_time = clash["open_time"][0]
             lines = clash.filter(pl.col("open_time") == first_time)[_ROW].to_list()
             ms = first_time // 1000 if time_unit == "us" else first_time
-            raise ctx.error(
+            raise ConflictingRowsError(
                 f"conflicting rows for open_time {_fmt_ms(ms)}: lines "
                 + " and ".join(str(i + first_line_no) for i in lines[:3])
-                + " differ"
+                + " differ",
+                file=ctx.file_name,
+                market=ctx.instrument.market,
+                symbol=ctx.instrument.symbol,
+                day=ctx.day,
+                open_time_ms=ms,
             )
         duplicates_dropped = raw.height - deduped.height
         raw = deduped
@@ -276,6 +323,19 @@ def _parse_csv(csv: bytes, ctx: _Context) -> ParsedKlines:
     )
 
 
+def drop_identical_duplicates(
+    frame: pl.DataFrame, key: str, columns: tuple[str, ...] | list[str]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """``frame`` without repeated copies of a row, and the rows whose ``key`` still repeats.
+
+    The one duplicate rule for every source (archive files, REST pages): a row equal to another in
+    every one of ``columns`` is the same bar sent twice and is dropped; the same key with any value
+    different is a conflict that no rule can resolve, returned for the caller to refuse.
+    """
+    deduped = frame.unique(subset=list(columns), keep="first", maintain_order=True)
+    return deduped, deduped.filter(pl.col(key).is_duplicated())
+
+
 def _read_fast(body: bytes, rows_in_file: int) -> pl.DataFrame | None:
     """Vectorised parse; None means "something is off", and the slow path finds what."""
     try:
@@ -290,6 +350,14 @@ def _read_fast(body: bytes, rows_in_file: int) -> pl.DataFrame | None:
     except pl.exceptions.PolarsError:
         return None
     if raw.height != rows_in_file or sum(raw.null_count().row(0)):
+        return None
+    # A row short of fields gets the missing ones filled: with null (caught above), except the
+    # last, the string ``ignore``, which gets "". So a row one field short passes as a full row,
+    # its values intact, or shifted when a value was lost (the ignore "0" then reads as
+    # taker_buy_quote_volume). "" sorts first, so one min() (~10 µs) tells whether any ignore is
+    # empty, and only then are the separators counted (~150 µs), since a blank ignore is valid.
+    # A row with too many fields is a Polars error, so equal totals mean every row is complete.
+    if raw["ignore"].min() == "" and body.count(b",") != rows_in_file * _SEPARATORS_PER_ROW:
         return None
     # NaN/inf propagate into a sum, so finite sums prove finite values (and are ~20x cheaper
     # than is_finite); a non-finite sum is re-checked exactly in case it was an overflow.
@@ -333,6 +401,18 @@ def _diagnose_lines(body: bytes, first_line_no: int, ctx: _Context) -> NoReturn:
                 raise ctx.error(
                     f"line {line_no}, column {pos} ({name}): {_show(value)} is not {kind}: "
                     f"{_show(line)}"
+                )
+            # Well-formed but unrepresentable: the fast path saw inf (or a failed Int64 parse).
+            if name in _INT_COLUMNS:
+                if not _INT64_MIN <= int(value) <= _INT64_MAX:
+                    raise ctx.error(
+                        f"line {line_no}, column {pos} ({name}): {_show(value)} is outside the "
+                        f"64-bit integer range: {_show(line)}"
+                    )
+            elif not math.isfinite(float(value)):
+                raise ctx.error(
+                    f"line {line_no}, column {pos} ({name}): {_show(value)} is not a finite number "
+                    f"(it overflows a 64-bit float): {_show(line)}"
                 )
     raise ctx.error("CSV could not be parsed (no single bad line found)")
 

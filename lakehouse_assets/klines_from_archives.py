@@ -10,7 +10,8 @@ import polars as pl
 from lakehouse_assets.instruments import Instrument
 from lakehouse_assets.kline_parse import ArchiveFileError, ParsedKlines, parse_klines_zip
 from lakehouse_assets.kline_schema import SILVER_KLINES_SCHEMA, empty_klines
-from lakehouse_assets.lake_store import LakeStore
+from lakehouse_assets.lake_store import LakeStorageError, LakeStore
+from lakehouse_assets.zip_limits import DEFAULT_ZIP_LIMITS, ZipLimits
 
 
 class SilverBuildError(RuntimeError):
@@ -34,7 +35,12 @@ class FileStats:
 
 
 def build_klines(
-    manifest: pl.DataFrame, store: LakeStore, instruments: list[Instrument], *, max_workers: int = 4
+    manifest: pl.DataFrame,
+    store: LakeStore,
+    instruments: list[Instrument],
+    *,
+    max_workers: int = 4,
+    zip_limits: ZipLimits = DEFAULT_ZIP_LIMITS,
 ) -> tuple[pl.DataFrame, list[FileStats]]:
     wanted = pl.DataFrame(
         {"market": [i.market for i in instruments], "symbol": [i.symbol for i in instruments]},
@@ -52,10 +58,15 @@ def build_klines(
                 interval=row["interval"],
                 day=row["date"],
                 file_name=name,
+                limits=zip_limits,
             )
         except ArchiveFileError as exc:
             return exc
-        except Exception as exc:  # storage faults: still name the file, day and symbol
+        except LakeStorageError as exc:  # keeps its type (and cause): an S3 outage is retried, a parse error not
+            where = LakeStorageError(f"{name} ({row['market']}:{row['symbol']}, {row['date']}): {exc}")
+            where.__cause__ = exc
+            return where
+        except Exception as exc:  # other faults: still name the file, day and symbol
             return RuntimeError(f"{name} ({row['market']}:{row['symbol']}, {row['date']}): {exc}")
 
     rows = list(files.iter_rows(named=True))

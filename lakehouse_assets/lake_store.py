@@ -9,6 +9,8 @@ even if the writer is killed mid-write.
 from __future__ import annotations
 
 import os
+import socket
+import time
 import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -18,6 +20,30 @@ from typing import Any
 from urllib.parse import urlparse
 
 DEFAULT_STORAGE = "lakehouse_data"
+
+_HOST = socket.gethostname().replace(".", "_").replace("-", "_")
+_WRITER = f"{_HOST}-{os.getpid()}"
+_FOREIGN_TEMP_MAX_AGE_SECONDS = 24 * 3600
+
+
+def _writer_is_gone(tmp: Path) -> bool:
+    """True when the process that created ``tmp`` can no longer rename it into place."""
+    parts = tmp.name.rsplit(".", 3)  # ['.<name>', '<host>-<pid>', '<uuid>', 'tmp']
+    host, _, pid = parts[1].rpartition("-") if len(parts) == 4 else ("", "", "")
+    if host == _HOST and pid.isdigit():
+        if int(pid) == os.getpid():
+            return False
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+    try:
+        return time.time() - tmp.stat().st_mtime > _FOREIGN_TEMP_MAX_AGE_SECONDS
+    except FileNotFoundError:
+        return False
 
 
 class LakeStorageError(RuntimeError):
@@ -61,6 +87,13 @@ class LakeStore(ABC):
     def polars_storage_options(self) -> dict[str, str] | None:
         return None
 
+    def sweep_temporaries(self, prefix: str) -> list[str]:
+        """Remove what killed writers left under ``prefix``; returns the removed names.
+
+        Only local disks have temporaries: an S3 object appears with its single PUT or not at all.
+        """
+        return []
+
 
 @dataclass
 class LocalStore(LakeStore):
@@ -79,8 +112,9 @@ class LocalStore(LakeStore):
     def put_bytes(self, key: str, data: bytes) -> None:
         final = self._path(key)
         final.parent.mkdir(parents=True, exist_ok=True)
-        # A dot-prefixed temp name: invisible to '*.parquet' globs, Hive/Spark/Trino and DuckDB.
-        tmp = final.parent / f".{final.name}.{uuid.uuid4().hex}.tmp"
+        # A dot-prefixed temp name: invisible to '*.parquet' globs, Hive/Spark/Trino and DuckDB. It names
+        # the writer (host, pid) so a later run can tell a dead writer's leftover from a live one's.
+        tmp = final.parent / f".{final.name}.{_WRITER}.{uuid.uuid4().hex}.tmp"
         try:
             with open(tmp, "wb") as fh:
                 fh.write(data)
@@ -90,6 +124,22 @@ class LocalStore(LakeStore):
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             raise LakeStorageError(f"could not write {final}: {exc}") from exc
+
+    def sweep_temporaries(self, prefix: str) -> list[str]:
+        """Delete temp files whose writer is gone: a dead pid on this host, or older than a day elsewhere.
+
+        A writer killed between its write and its rename leaves a hidden ``.<name>.<host>-<pid>.<id>.tmp``.
+        Readers never see it, but it would pile up; a concurrent writer's live temp file is left alone.
+        """
+        base = self._path(prefix)
+        if not base.is_dir():
+            return []
+        removed = []
+        for tmp in base.glob(".*.tmp"):
+            if _writer_is_gone(tmp):
+                tmp.unlink(missing_ok=True)
+                removed.append(tmp.name)
+        return removed
 
     def get_bytes(self, key: str) -> bytes:
         try:
@@ -312,10 +362,21 @@ def open_store(
 
 
 def store_from_env() -> LakeStore:
-    """The lake as configured by LAKEHOUSE_STORAGE / LAKEHOUSE_S3_ENDPOINT_URL (for notebooks and the CLI)."""
+    """The lake as configured by LAKEHOUSE_STORAGE / LAKEHOUSE_S3_* (for notebooks and the CLI).
+
+    Only the lake's own settings are checked here (a bad cron string must not stop a SQL query);
+    a bad one raises ``settings.ConfigError`` naming the variable, its value and what is expected.
+    """
+    from lakehouse_assets import settings
+
+    current = settings.load()
+    names = ("LAKEHOUSE_STORAGE", "LAKEHOUSE_S3_ENDPOINT_URL", "LAKEHOUSE_S3_MAX_ATTEMPTS", "LAKEHOUSE_S3_TIMEOUT_SECONDS")
+    problems = [error for name in names if (error := current.values[name].error)]
+    if problems:
+        raise settings.ConfigError(problems)
     return open_store(
-        os.environ.get("LAKEHOUSE_STORAGE") or DEFAULT_STORAGE,
-        os.environ.get("LAKEHOUSE_S3_ENDPOINT_URL") or None,
-        s3_max_attempts=int(os.environ.get("LAKEHOUSE_S3_MAX_ATTEMPTS") or 0) or None,
-        s3_timeout_seconds=int(os.environ.get("LAKEHOUSE_S3_TIMEOUT_SECONDS") or 0) or None,
+        current["LAKEHOUSE_STORAGE"],
+        current["LAKEHOUSE_S3_ENDPOINT_URL"],
+        s3_max_attempts=current["LAKEHOUSE_S3_MAX_ATTEMPTS"],
+        s3_timeout_seconds=current["LAKEHOUSE_S3_TIMEOUT_SECONDS"],
     )

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-import os
 from datetime import date
 
 import dagster as dg
 
+from lakehouse_assets import settings
+
 DEFAULT_START_DATE = "2020-01-01"
 DEFAULT_DAYS_PER_RUN = 31
 
-START_DATE = os.environ.get("LAKEHOUSE_START_DATE") or DEFAULT_START_DATE
+# Every asset and automation module imports this one, so ALL settings are checked here, when the code
+# location loads: a code server that cannot load shows the full list in the UI, and a run worker or
+# step process with a bad setting stops before any step starts (so nothing is written, and nothing is
+# retried: the multiprocess executor would re-run a step whose resources failed to initialize).
+_SETTINGS = settings.current()
+
+START_DATE: str = _SETTINGS["LAKEHOUSE_START_DATE"]
 
 # end_offset=0: the newest partition is yesterday (UTC), the last day Binance can have archived.
 daily_partitions = dg.DailyPartitionsDefinition(start_date=START_DATE, timezone="UTC", end_offset=0)
@@ -22,7 +29,7 @@ daily_partitions_with_today = dg.DailyPartitionsDefinition(start_date=START_DATE
 
 # A year-long backfill becomes ~12 runs of up to a month each, not 365 processes. Every layer uses
 # the same policy because Dagster falls back to the smallest one for assets sharing a job.
-DAYS_PER_RUN = int(os.environ.get("LAKEHOUSE_DAYS_PER_RUN") or DEFAULT_DAYS_PER_RUN)
+DAYS_PER_RUN: int = _SETTINGS["LAKEHOUSE_DAYS_PER_RUN"]  # >= 1: 0 would make Dagster's range splitter loop forever
 range_backfill_policy = dg.BackfillPolicy.multi_run(max_partitions_per_run=DAYS_PER_RUN)
 
 

@@ -1,4 +1,11 @@
-"""Dagster resources: every setting comes from an environment variable (see README, Configuration)."""
+"""Dagster resources: every setting comes from an environment variable (see README, Configuration).
+
+The variables, their defaults and their rules live in ``settings.py``. ``default_resources`` checks
+all of them before building anything, so a bad value stops the code location from loading with a
+message naming the variable. Fields are passed as ``EnvVar`` when the variable is set (the UI then
+shows where a value came from); resources built in code (tests, notebooks) are re-checked by the
+same rules where their values are used, and a bad value fails the step at once, never retried.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +16,13 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from lakehouse_assets import settings
 from lakehouse_assets.archive_client import ArchiveClient
-from lakehouse_assets.instruments import DEFAULT_SYMBOLS, Instrument, parse_universe
+from lakehouse_assets.instruments import DEFAULT_SYMBOLS, Instrument
 from lakehouse_assets.lake_store import DEFAULT_STORAGE, LakeStore, open_store
+from lakehouse_assets.retries import config_failure
+from lakehouse_assets.settings import ConfigError
+from lakehouse_assets.zip_limits import MIB, ZipLimits
 
 DEFAULT_ARCHIVE_URL = "https://data.binance.vision"
 
@@ -23,8 +34,29 @@ def env_or(name: str, default: Any) -> Any:
     """``EnvVar(name)`` when the variable is set (the UI then shows where the value came from), else the default.
 
     Dagster's EnvVar refuses to resolve an unset variable, but every setting here has a sane default.
+    A setting declared in settings.py is checked by its rule first; EnvVar carries only text and
+    integers, so a number or yes/no setting is passed as its parsed value, and so is a value with
+    surrounding blanks (which the rule strips but EnvVar would not).
     """
-    return dg.EnvVar(name) if os.environ.get(name) else default
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    if name not in settings.SETTINGS:
+        return dg.EnvVar(name)
+    value = settings.check(name, raw)
+    if isinstance(value, bool) or isinstance(value, float):
+        return value
+    if raw != raw.strip():
+        return value if isinstance(value, int) else raw.strip()
+    return dg.EnvVar.int(name) if isinstance(value, int) else dg.EnvVar(name)
+
+
+def checked(name: str, raw: str | None) -> Any:
+    """A resource field, parsed by the rule of its setting; a bad value fails the step at once (no retry)."""
+    try:
+        return settings.check(name, raw)
+    except ConfigError as exc:
+        raise config_failure(exc) from exc
 
 
 class LakeResource(dg.ConfigurableResource):
@@ -47,6 +79,7 @@ class LakeResource(dg.ConfigurableResource):
         key = (self.storage, self.s3_endpoint_url or None, self.s3_max_attempts, self.s3_timeout_seconds)
         with _stores_lock:
             if key not in _stores:
+                self.check()
                 _stores[key] = open_store(
                     self.storage,
                     self.s3_endpoint_url,
@@ -54,6 +87,17 @@ class LakeResource(dg.ConfigurableResource):
                     s3_timeout_seconds=self.s3_timeout_seconds,
                 )
             return _stores[key]
+
+    def check(self) -> None:
+        """Every field by its setting's rule (a resource may be built in code, or resolved at run time)."""
+        checked("LAKEHOUSE_STORAGE", self.storage)
+        for name, value in (
+            ("LAKEHOUSE_S3_ENDPOINT_URL", self.s3_endpoint_url),
+            ("LAKEHOUSE_S3_MAX_ATTEMPTS", self.s3_max_attempts),
+            ("LAKEHOUSE_S3_TIMEOUT_SECONDS", self.s3_timeout_seconds),
+        ):
+            if value is not None:
+                checked(name, str(value))
 
 
 class AlertWebhookResource(dg.ConfigurableResource):
@@ -63,21 +107,49 @@ class AlertWebhookResource(dg.ConfigurableResource):
     ui_url: str | None = Field(
         default=None, description="LAKEHOUSE_UI_URL: base URL of the Dagster UI, for links to the failed run"
     )
+    connect_timeout_seconds: float = Field(
+        default=10.0, description="LAKEHOUSE_HTTP_CONNECT_TIMEOUT_SECONDS: TCP/TLS connect timeout per attempt"
+    )
+    timeout_seconds: float = Field(default=10.0, description="read timeout: longest silence within an answer")
+    deadline_seconds: float = Field(
+        default=15.0, description="LAKEHOUSE_ALERT_DEADLINE_SECONDS: total time per delivery attempt (3 attempts)"
+    )
 
 
 class BinanceArchiveResource(dg.ConfigurableResource):
     """The Binance public-data archive, or a mirror with the same layout (http(s):// or file://)."""
 
     base_url: str = Field(default=DEFAULT_ARCHIVE_URL, description="LAKEHOUSE_ARCHIVE_URL")
-    timeout_seconds: float = 30.0
+    timeout_seconds: float = Field(
+        default=30.0, description="LAKEHOUSE_ARCHIVE_READ_TIMEOUT_SECONDS: longest silence within one download"
+    )
+    connect_timeout_seconds: float = Field(
+        default=10.0, description="LAKEHOUSE_HTTP_CONNECT_TIMEOUT_SECONDS: TCP/TLS connect timeout"
+    )
+    deadline_seconds: float = Field(
+        default=180.0,
+        description="LAKEHOUSE_ARCHIVE_DEADLINE_SECONDS: total time for one transfer (zip, CHECKSUM or HEAD); "
+        "an overrun is retried like a timeout",
+    )
     max_attempts: int = 5
     backoff_seconds: float = 0.5
     max_workers: int = Field(default=8, description="parallel downloads within one run")
+    zip_max_member_mib: int = Field(
+        default=256, description="LAKEHOUSE_ZIP_MAX_MEMBER_MIB: largest uncompressed size of one zip member"
+    )
+    zip_max_entries: int = Field(default=4, description="LAKEHOUSE_ZIP_MAX_ENTRIES: most entries a zip may list")
+
+    def zip_limits(self) -> ZipLimits:
+        """How far a stored archive zip may inflate when silver reads it (a bomb is refused, not inflated)."""
+        return ZipLimits(max_member_bytes=self.zip_max_member_mib * MIB, max_entries=self.zip_max_entries)
 
     def client(self) -> ArchiveClient:
+        checked("LAKEHOUSE_ARCHIVE_URL", self.base_url)
         return ArchiveClient(
             self.base_url,
             timeout=self.timeout_seconds,
+            connect_timeout=self.connect_timeout_seconds,
+            deadline_seconds=self.deadline_seconds,
             max_attempts=self.max_attempts,
             backoff_seconds=self.backoff_seconds,
         )
@@ -89,15 +161,15 @@ class UniverseResource(dg.ConfigurableResource):
     symbols: str = Field(default=DEFAULT_SYMBOLS, description="LAKEHOUSE_SYMBOLS")
 
     def instruments(self) -> list[Instrument]:
-        return parse_universe(self.symbols)
+        return checked("LAKEHOUSE_SYMBOLS", self.symbols)
 
 
 def env_flag(name: str, default: bool) -> bool:
-    """A yes/no environment variable: 0/false/no/off (any case) mean False, anything else set means True."""
+    """A yes/no environment variable: 1/0, true/false, yes/no, on/off (any case); anything else is an error."""
     value = os.environ.get(name)
     if value is None or not value.strip():
         return default
-    return value.strip().lower() not in ("0", "false", "no", "off")
+    return bool(settings.check(name, value))
 
 
 class BinanceRestResource(dg.ConfigurableResource):
@@ -127,7 +199,17 @@ class BinanceRestResource(dg.ConfigurableResource):
         "fields; others: fetch_ohlcv) or 'ohlcv' (always fetch_ohlcv; volume-detail columns stay null)",
     )
     page_limit: int = Field(default=1000, description="LAKEHOUSE_REST_PAGE_LIMIT: candles per request (Binance max: spot 1000, futures 1500)")
-    timeout_seconds: float = 10.0
+    timeout_seconds: float = Field(
+        default=10.0, description="LAKEHOUSE_REST_READ_TIMEOUT_SECONDS: longest silence within one answer"
+    )
+    connect_timeout_seconds: float = Field(
+        default=10.0, description="LAKEHOUSE_HTTP_CONNECT_TIMEOUT_SECONDS: TCP/TLS connect timeout"
+    )
+    deadline_seconds: float = Field(
+        default=60.0,
+        description="LAKEHOUSE_REST_DEADLINE_SECONDS: total time for one request (one page); an overrun is "
+        "retried like a timeout",
+    )
     max_attempts: int = Field(default=5, description="attempts per request on 429/418/5xx/network errors")
     backoff_seconds: float = Field(default=1.0, description="first retry delay when the server sends no Retry-After (doubles)")
     max_retry_wait_seconds: float = Field(
@@ -140,12 +222,27 @@ class BinanceRestResource(dg.ConfigurableResource):
     def settings(self) -> Any:
         from lakehouse_assets.rest_klines import RestSettings
 
+        for name, value in (
+            ("LAKEHOUSE_REST_URL", self.base_url),
+            ("LAKEHOUSE_REST_URL_SPOT", self.base_url_spot),
+            ("LAKEHOUSE_REST_URL_UM", self.base_url_um),
+            ("LAKEHOUSE_REST_URL_CM", self.base_url_cm),
+            ("LAKEHOUSE_REST_EXCHANGE_SPOT", self.exchange_spot),
+            ("LAKEHOUSE_REST_EXCHANGE_UM", self.exchange_um),
+            ("LAKEHOUSE_REST_EXCHANGE_CM", self.exchange_cm),
+            ("LAKEHOUSE_REST_KLINE_API", self.kline_api),
+            ("LAKEHOUSE_REST_PAGE_LIMIT", str(self.page_limit)),
+        ):
+            if value is not None:
+                checked(name, value)
         per_market = {"spot": self.base_url_spot, "um": self.base_url_um, "cm": self.base_url_cm}
         return RestSettings(
             exchanges={"spot": self.exchange_spot, "um": self.exchange_um, "cm": self.exchange_cm},
             base_urls={market: url or self.base_url or None for market, url in per_market.items()},
             page_limit=self.page_limit,
             timeout_seconds=self.timeout_seconds,
+            connect_timeout_seconds=self.connect_timeout_seconds,
+            deadline_seconds=self.deadline_seconds,
             max_attempts=self.max_attempts,
             backoff_seconds=self.backoff_seconds,
             max_retry_wait_seconds=self.max_retry_wait_seconds,
@@ -174,6 +271,7 @@ class FundingResource(dg.ConfigurableResource):
     def caps(self) -> Any:
         from lakehouse_assets.funding_quality import parse_rate_caps
 
+        checked("LAKEHOUSE_FUNDING_RATE_CAPS", self.rate_caps)
         return parse_rate_caps(self.rate_caps)
 
 
@@ -188,7 +286,10 @@ def rest_resource_from_env() -> BinanceRestResource:
         exchange_um=env_or("LAKEHOUSE_REST_EXCHANGE_UM", "binanceusdm"),
         exchange_cm=env_or("LAKEHOUSE_REST_EXCHANGE_CM", "binancecoinm"),
         kline_api=env_or("LAKEHOUSE_REST_KLINE_API", "auto"),
-        page_limit=dg.EnvVar.int("LAKEHOUSE_REST_PAGE_LIMIT") if os.environ.get("LAKEHOUSE_REST_PAGE_LIMIT") else 1000,
+        page_limit=env_or("LAKEHOUSE_REST_PAGE_LIMIT", 1000),
+        timeout_seconds=env_or("LAKEHOUSE_REST_READ_TIMEOUT_SECONDS", 10.0),
+        connect_timeout_seconds=env_or("LAKEHOUSE_HTTP_CONNECT_TIMEOUT_SECONDS", 10.0),
+        deadline_seconds=env_or("LAKEHOUSE_REST_DEADLINE_SECONDS", 60.0),
     )
 
 
@@ -206,42 +307,46 @@ class GoldResource(dg.ConfigurableResource):
     )
 
     def resample_list(self) -> list[str]:
-        from lakehouse_assets.resample import parse_intervals
-
-        return parse_intervals(self.resample_intervals)
+        return checked("LAKEHOUSE_RESAMPLE_INTERVALS", self.resample_intervals)
 
     def feature_list(self) -> list[str]:
-        from lakehouse_assets.resample import parse_intervals
-
-        return parse_intervals(self.feature_intervals, allow_source=True)
+        return checked("LAKEHOUSE_FEATURE_INTERVALS", self.feature_intervals)
 
 
 def default_resources() -> dict[str, Any]:
+    """The resources of the code location, from the environment; ConfigError lists every bad setting."""
     from lakehouse_assets.io_manager import HiveParquetIOManager
 
+    settings.current()  # all settings valid, or the code location does not load (the message names each one)
     lake = LakeResource(
         storage=env_or("LAKEHOUSE_STORAGE", DEFAULT_STORAGE),
         s3_endpoint_url=env_or("LAKEHOUSE_S3_ENDPOINT_URL", None),
-        s3_max_attempts=dg.EnvVar.int("LAKEHOUSE_S3_MAX_ATTEMPTS") if os.environ.get("LAKEHOUSE_S3_MAX_ATTEMPTS") else None,
-        s3_timeout_seconds=(
-            dg.EnvVar.int("LAKEHOUSE_S3_TIMEOUT_SECONDS") if os.environ.get("LAKEHOUSE_S3_TIMEOUT_SECONDS") else None
-        ),
+        s3_max_attempts=env_or("LAKEHOUSE_S3_MAX_ATTEMPTS", None),
+        s3_timeout_seconds=env_or("LAKEHOUSE_S3_TIMEOUT_SECONDS", None),
     )
     return {
         "lake": lake,
         "io_manager": HiveParquetIOManager(lake=lake),
-        "archive": BinanceArchiveResource(base_url=env_or("LAKEHOUSE_ARCHIVE_URL", DEFAULT_ARCHIVE_URL)),
+        "archive": BinanceArchiveResource(
+            base_url=env_or("LAKEHOUSE_ARCHIVE_URL", DEFAULT_ARCHIVE_URL),
+            timeout_seconds=env_or("LAKEHOUSE_ARCHIVE_READ_TIMEOUT_SECONDS", 30.0),
+            connect_timeout_seconds=env_or("LAKEHOUSE_HTTP_CONNECT_TIMEOUT_SECONDS", 10.0),
+            deadline_seconds=env_or("LAKEHOUSE_ARCHIVE_DEADLINE_SECONDS", 180.0),
+            zip_max_member_mib=env_or("LAKEHOUSE_ZIP_MAX_MEMBER_MIB", 256),
+            zip_max_entries=env_or("LAKEHOUSE_ZIP_MAX_ENTRIES", 4),
+        ),
         "universe": UniverseResource(symbols=env_or("LAKEHOUSE_SYMBOLS", DEFAULT_SYMBOLS)),
         "gold": GoldResource(
             resample_intervals=env_or("LAKEHOUSE_RESAMPLE_INTERVALS", "5m,15m,1h,4h,1d"),
             feature_intervals=env_or("LAKEHOUSE_FEATURE_INTERVALS", "1m,1h,1d"),
-            chart_max_symbols=(
-                dg.EnvVar.int("LAKEHOUSE_CHART_MAX_SYMBOLS") if os.environ.get("LAKEHOUSE_CHART_MAX_SYMBOLS") else 12
-            ),
+            chart_max_symbols=env_or("LAKEHOUSE_CHART_MAX_SYMBOLS", 12),
         ),
         "funding": FundingResource(rate_caps=env_or("LAKEHOUSE_FUNDING_RATE_CAPS", "")),
         "alerts": AlertWebhookResource(
-            url=env_or("LAKEHOUSE_ALERT_WEBHOOK_URL", None), ui_url=env_or("LAKEHOUSE_UI_URL", None)
+            url=env_or("LAKEHOUSE_ALERT_WEBHOOK_URL", None),
+            ui_url=env_or("LAKEHOUSE_UI_URL", None),
+            connect_timeout_seconds=env_or("LAKEHOUSE_HTTP_CONNECT_TIMEOUT_SECONDS", 10.0),
+            deadline_seconds=env_or("LAKEHOUSE_ALERT_DEADLINE_SECONDS", 15.0),
         ),
         "binance_rest": rest_resource_from_env(),
     }

@@ -20,12 +20,24 @@ Pagination: ``since`` = window start, then last open_time + one interval (never 
 again, so no duplicate per page), ``endTime`` = window end - 1 ms; stop at the window end, on an
 empty page, or when a page brings nothing new (a server ignoring ``startTime`` cannot loop us).
 
+Duplicates are held to the archive's standard: every copy of a candle a server sends, within a
+page or repeated on a later one, is kept until the window is complete and judged by the archive
+parser's rule (``kline_parse.drop_identical_duplicates``). Identical copies are dropped and counted
+(``FetchOutcome.duplicates_dropped``); copies that differ fail the whole window ("fetch failed:
+conflicting duplicate candles at ..."), none of its rows used, since nothing says which is right.
+
 Errors: 429 and 418 are retried after ``Retry-After`` (or exponential backoff); a 418 ban longer
 than ``max_retry_wait_seconds`` stops at once. Timeouts, resets and 5xx are retried. What no retry
 fixes raises ``RestAccessError`` with what happened and what to do: 451 (geo-block), 401/403
 (auth or WAF), 404 (the base URL does not serve this API), an unknown exchange id. A symbol the
 exchange does not know, or retries running out, ends that window with ``FetchOutcome.error``
 (the rows fetched so far are kept and the gap reason says "fetch failed: ...").
+
+Transport: every exchange gets a ``http_transfer.DeadlineSession`` as its ``session``, so a request
+has a connect timeout, a read timeout and a total deadline (a server trickling its answer byte by
+byte ends as a retried ``RequestTimeout``, reported with the URL and the time spent). The base URL
+may carry credentials: it is used for requests only; ``describe``, every log line and every error
+message (ccxt's included, scrubbed where they leave ccxt) show it redacted.
 """
 
 from __future__ import annotations
@@ -42,9 +54,23 @@ from urllib.parse import urlsplit
 import ccxt
 import polars as pl
 
+from lakehouse_assets.http_transfer import (
+    DEFAULT_CONNECT_TIMEOUT_SECONDS,
+    DeadlineSession,
+    TransferDeadlineExceeded,
+    validate_timeouts,
+)
+from lakehouse_assets.redact import redact_exception, redact_text, redact_url
+
 from lakehouse_assets.instruments import MARKETS, Instrument
 from lakehouse_assets.kline_gapfill import SOURCE_REST, FetchOutcome
-from lakehouse_assets.kline_parse import ArchiveFileError, parse_klines_csv
+from lakehouse_assets.kline_parse import (
+    FILE_COLUMNS,
+    ArchiveFileError,
+    ConflictingRowsError,
+    drop_identical_duplicates,
+    parse_klines_csv,
+)
 from lakehouse_assets.kline_schema import SILVER_KLINES_SCHEMA, empty_klines, interval_to_timedelta
 
 logger = logging.getLogger("lakehouse.rest")
@@ -74,7 +100,9 @@ class RestSettings:
     exchanges: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_EXCHANGES))
     base_urls: Mapping[str, str | None] = field(default_factory=dict)  # market -> scheme://host[/prefix]
     page_limit: int = DEFAULT_PAGE_LIMIT
-    timeout_seconds: float = 10.0
+    timeout_seconds: float = 10.0  # read timeout: longest silence between two bytes of an answer
+    connect_timeout_seconds: float = DEFAULT_CONNECT_TIMEOUT_SECONDS
+    deadline_seconds: float = 60.0  # total time for one request (one page of up to 1500 candles, ~250 KB)
     max_attempts: int = 5
     backoff_seconds: float = 1.0
     max_retry_wait_seconds: float = 120.0
@@ -86,6 +114,8 @@ class RestSettings:
             raise ValueError(f"page_limit must be >= 1, got {self.page_limit}")
         if self.max_attempts < 1:
             raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
+        validate_timeouts(connect=self.connect_timeout_seconds, read=self.timeout_seconds,
+                          deadline=self.deadline_seconds, what="REST settings")
         if self.kline_api not in ("auto", "ohlcv"):
             raise ValueError(f"kline_api must be 'auto' or 'ohlcv', got {self.kline_api!r}")
         unknown = set(self.exchanges) - set(MARKETS)
@@ -95,6 +125,14 @@ class RestSettings:
 
 class _Stop(Exception):
     """Ends one window's pagination with a reason (not retryable, not fatal for the run)."""
+
+
+class ConflictingCandles(ValueError):
+    """A source sent two different candles for one open_time (``open_time_ms``)."""
+
+    def __init__(self, message: str, open_time_ms: int) -> None:
+        super().__init__(message)
+        self.open_time_ms = open_time_ms
 
 
 class RestKlinesClient:
@@ -124,8 +162,9 @@ class RestKlinesClient:
         return self._exchanges[market]
 
     def describe(self, market: str) -> str:
+        """Exchange id and base URL, credentials redacted: it goes into metadata, logs and lineage columns."""
         base = self.settings.base_urls.get(market)
-        return f"{self.exchange_id(market)}" + (f" via {base}" if base else "")
+        return f"{self.exchange_id(market)}" + (f" via {redact_url(base)}" if base else "")
 
     def _build_exchange(self, market: str) -> Any:
         exchange_id = self.exchange_id(market)
@@ -136,7 +175,17 @@ class RestKlinesClient:
                 f"(LAKEHOUSE_REST_EXCHANGE_{market.upper()}); use one of ccxt.exchanges, e.g. "
                 f"{DEFAULT_EXCHANGES[market]!r}"
             )
-        config: dict[str, Any] = {"enableRateLimit": True, "timeout": int(self.settings.timeout_seconds * 1000)}
+        session = DeadlineSession(
+            connect_timeout=self.settings.connect_timeout_seconds,
+            read_timeout=self.settings.timeout_seconds,
+            deadline_seconds=self.settings.deadline_seconds,
+        )
+        session.trust_env = bool(getattr(cls, "requests_trust_env", False))  # what ccxt's own session would do
+        config: dict[str, Any] = {
+            "enableRateLimit": True,
+            "timeout": int(self.settings.timeout_seconds * 1000),
+            "session": session,
+        }
         if self.settings.rate_limit_ms is not None:
             config["rateLimit"] = self.settings.rate_limit_ms
         exchange = _with_status_recording(cls)(config)
@@ -155,33 +204,48 @@ class RestKlinesClient:
         step_ms = interval_to_timedelta(interval) // timedelta(milliseconds=1)
         start_ms, end_ms = _ms(start), _ms(end)
         raw = self.uses_raw_klines(instrument.market)
-        rows: dict[int, list[Any]] = {}
+        rows: list[list[Any]] = []  # every in-window copy received, repeats included: judged below
+        seen: set[int] = set()
         calls_before, retries_before = self._calls, self._retries
         since = start_ms
         error: str | None = None
         try:
             while since < end_ms:
                 page = self._page(instrument, interval, since, end_ms, raw=raw)
-                oldest = min((int(r[0]) for r in page), default=since)
-                if oldest < since:
-                    # Binance never answers before startTime: this server ignores the pagination
-                    # parameters, so its pages cannot tell us which bars exist. Trust none of it.
+                times = [int(r[0]) for r in page]
+                fresh = [r for r, t in zip(page, times, strict=True) if since <= t < end_ms]
+                repeats = [r for r, t in zip(page, times, strict=True) if t < since and t in seen]
+                never_sent = [t for t in times if t < since and t not in seen]
+                if never_sent or (repeats and not fresh):
+                    # Binance never answers before startTime. A candle older than asked that was never
+                    # sent before, or a page of nothing but repeats, means this server ignores the
+                    # pagination parameters, so its pages cannot tell us which bars exist. Trust none of
+                    # it. (Repeats next to new candles, an off-by-one proxy, are compared like any copy.)
+                    oldest = min(times)
                     raise _Stop(
                         f"{self.describe(instrument.market)} answered a request for candles from "
                         f"{_from_ms(since):%Y-%m-%d %H:%M} with older ones ({_from_ms(oldest):%Y-%m-%d %H:%M}): "
                         "it ignores startTime/since"
                     )
-                fresh = [r for r in page if since <= int(r[0]) < end_ms and int(r[0]) not in rows]
                 if not fresh:
-                    break  # empty page (nothing more in the window), or a server ignoring startTime
-                for row in fresh:
-                    rows[int(row[0])] = row
+                    break  # empty page: nothing more in the window
+                rows += repeats + fresh
+                seen.update(int(r[0]) for r in fresh)
                 since = max(int(r[0]) for r in fresh) + step_ms
         except _Stop as stop:
             error = str(stop)
         requests, retries = self._calls - calls_before, self._retries - retries_before
         covered_until = end if error is None else _from_ms(since)
-        frame = self._to_silver(instrument, interval, [rows[k] for k in sorted(rows)], raw=raw)
+        rows.sort(key=lambda r: int(r[0]))  # stable: copies of a candle stay in arrival order
+        try:
+            frame = self._to_silver(instrument, interval, rows, raw=raw)
+        except ConflictingCandles as conflict:
+            # The source contradicts itself: no candle of this window is used, every hole in it is
+            # reported with the reason, and a stored earlier fill of these bars is kept.
+            error = _conflict_reason(self.describe(instrument.market), conflict.open_time_ms, rows, raw=raw)
+            frame, covered_until = empty_klines(), start
+        duplicates = len(rows) - frame.height if frame.height else 0
+        self.stats["duplicates_dropped"] += duplicates
         self.stats["requests"] += requests
         self.stats["retries"] += retries
         self.stats["candles"] += frame.height
@@ -190,7 +254,13 @@ class RestKlinesClient:
             self.describe(instrument.market), instrument.key, interval, start, end, frame.height, requests,
             f"; stopped: {error}" if error else "",
         )
-        return FetchOutcome(frame=frame, requests=requests, retries=retries, covered_until=covered_until, error=error)
+        if duplicates:
+            logger.warning(
+                "REST %s %s %s [%s, %s): %d identical repeated candle(s) dropped",
+                self.describe(instrument.market), instrument.key, interval, start, end, duplicates,
+            )
+        return FetchOutcome(frame=frame, requests=requests, retries=retries, covered_until=covered_until, error=error,
+                            duplicates_dropped=duplicates)
 
     def _page(self, instrument: Instrument, interval: str, since: int, end_ms: int, *, raw: bool) -> list[Any]:
         limit = self.settings.page_limit
@@ -214,6 +284,7 @@ class RestKlinesClient:
         exchange = self.exchange(instrument.market)
         where = f"{self.describe(instrument.market)} {instrument.key}"
         attempt = 0
+        started = time.monotonic()
         while True:
             attempt += 1
             self._calls += 1
@@ -268,8 +339,12 @@ class RestKlinesClient:
                         "serve this API; check LAKEHOUSE_REST_URL / LAKEHOUSE_REST_URL_<MARKET>."
                     ) from exc
                 if attempt >= self.settings.max_attempts:
-                    raise _Stop(f"{type(exc).__name__} after {attempt} attempts: {_short(exc)}") from exc
-                self._backoff(attempt, _retry_after(exchange) if status else None, f"{where}: {type(exc).__name__}")
+                    raise _Stop(
+                        f"{type(exc).__name__} after {attempt} attempts in {time.monotonic() - started:.1f} s: "
+                        f"{_network_detail(exc)}"
+                    ) from exc
+                self._backoff(attempt, _retry_after(exchange) if status else None,
+                              f"{where}: {type(exc).__name__} ({_network_detail(exc)})")
             except ccxt.BaseError as exc:  # any other exchange-reported error (incl. 5xx with an error body)
                 if attempt >= self.settings.max_attempts:
                     raise _Stop(f"{type(exc).__name__} after {attempt} attempts: {_short(exc)}") from exc
@@ -310,7 +385,8 @@ def binance_rows_to_silver(
 
     The rows are written as the archive's CSV text and parsed by the archive parser, one UTC day
     at a time: one mapping (incl. COIN-M contracts -> base/USD) and one float parser for both
-    sources, and the parser's strictness (field count, grid, day) applies to REST data too.
+    sources, and the parser's strictness (field count, grid, day, duplicates) applies to REST data
+    too. Two different copies of one candle raise ``ConflictingCandles``.
     """
     by_day: dict[date, list[str]] = defaultdict(list)
     for row in rows:
@@ -327,6 +403,8 @@ def binance_rows_to_silver(
                 day=day,
                 file_name=f"{source} klines {instrument.symbol} {interval}",
             )
+        except ConflictingRowsError as exc:
+            raise ConflictingCandles(f"REST data rejected: {exc}", exc.open_time_ms) from exc
         except ArchiveFileError as exc:
             raise ValueError(f"REST data rejected: {exc}") from exc
         frames.append(parsed.frame)
@@ -334,7 +412,11 @@ def binance_rows_to_silver(
 
 
 def ohlcv_rows_to_silver(rows: list[list[Any]], *, instrument: Instrument, interval: str) -> pl.DataFrame:
-    """ccxt OHLCV rows ``[ts, o, h, l, c, v]`` -> silver rows; the fields OHLCV lacks stay null (unknown)."""
+    """ccxt OHLCV rows ``[ts, o, h, l, c, v]`` -> silver rows; the fields OHLCV lacks stay null (unknown).
+
+    Repeated candles follow the archive's rule: identical copies are dropped, two different copies
+    of one candle raise ``ConflictingCandles``.
+    """
     step = interval_to_timedelta(interval)
     frame = pl.DataFrame(
         [[int(r[0]), *(None if v is None else float(v) for v in r[1:6])] for r in rows],
@@ -342,6 +424,15 @@ def ohlcv_rows_to_silver(rows: list[list[Any]], *, instrument: Instrument, inter
                 "close": pl.Float64(), "volume": pl.Float64()},
         orient="row",
     )
+    if frame["t"].n_unique() != frame.height:
+        frame, clash = drop_identical_duplicates(frame, "t", frame.columns)
+        if clash.height:
+            first = int(clash["t"][0])
+            raise ConflictingCandles(
+                f"REST data rejected: {instrument.key} {interval}: different candles for open_time "
+                f"{_from_ms(first):%Y-%m-%d %H:%M:%S} UTC",
+                first,
+            )
     ts = pl.Datetime("ms", "UTC")
     return frame.select(
         market=pl.lit(instrument.market),
@@ -415,12 +506,19 @@ def _with_status_recording(cls: type) -> type:
         def on_rest_response(self: Any, code: Any, reason: Any, url: Any, method: Any, response_headers: Any,
                              response_body: Any, request_headers: Any, request_body: Any) -> Any:
             self.last_http_status = int(code) if code is not None else None
-            self.last_request_url = url
+            self.last_request_url = redact_url(url) if isinstance(url, str) else url
             return cls.on_rest_response(self, code, reason, url, method, response_headers, response_body,
                                         request_headers, request_body)
 
-        cached = type(cls.__name__, (cls,), {"on_rest_response": on_rest_response, "last_http_status": None,
-                                             "last_request_url": None})
+        def fetch(self: Any, *args: Any, **kwargs: Any) -> Any:
+            # ccxt writes the full request URL (user-info included) into its exception messages.
+            try:
+                return cls.fetch(self, *args, **kwargs)
+            except Exception as exc:
+                raise redact_exception(exc)
+
+        cached = type(cls.__name__, (cls,), {"on_rest_response": on_rest_response, "fetch": fetch,
+                                             "last_http_status": None, "last_request_url": None})
         _RECORDING[cls] = cached
     return cached
 
@@ -437,9 +535,42 @@ def _retry_after(exchange: Any) -> float | None:
         return None
 
 
+def _conflict_reason(source: str, open_ms: int, rows: list[list[Any]], *, raw: bool) -> str:
+    """The gap reason for a window refused for conflicting copies, naming what differs."""
+    names = FILE_COLUMNS if raw else ("open_time", "open", "high", "low", "close", "volume")
+    copies = [r for r in rows if int(r[0]) == open_ms]
+
+    def value(v: Any) -> Any:
+        try:
+            return float(v)
+        except (TypeError, ValueError):
+            return v
+
+    differences = next(
+        (
+            diff
+            for other in copies[1:]
+            if (diff := [f"{n} {a} vs {b}" for n, a, b in zip(names, copies[0], other) if value(a) != value(b)])
+        ),
+        [],
+    )
+    detail = f" ({', '.join(differences)})" if differences else ""
+    return (
+        f"conflicting duplicate candles at {_from_ms(open_ms):%Y-%m-%d %H:%M} UTC: {source} sent "
+        f"{len(copies)} copies of that candle that differ{detail}"
+    )[:400]
+
+
 def _short(exc: BaseException, limit: int = 300) -> str:
-    text = " ".join(str(exc).split())
+    """One line of an exception's message, URLs redacted (ccxt's messages carry the request URL)."""
+    text = redact_text(" ".join(str(exc).split()))
     return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _network_detail(exc: BaseException) -> str:
+    """ccxt's message names the URL; a deadline overrun (the cause) adds how long it waited."""
+    cause = exc.__cause__
+    return f"{_short(exc)} ({cause.reason})" if isinstance(cause, TransferDeadlineExceeded) else _short(exc)
 
 
 def _ms(moment: datetime) -> int:

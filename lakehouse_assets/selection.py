@@ -34,7 +34,13 @@ def select_instruments(
         requested = [part for part in tag.split(",") if part.strip()]
     if not requested:
         return list(universe), SCOPE_ALL
-    chosen = [parse_instrument(text) for text in requested]
+    try:
+        chosen = [parse_instrument(text) for text in requested]
+    except ValueError as exc:  # a typo in run config or the run tag: no retry can fix it
+        raise dg.Failure(
+            description=f"instrument selection {requested!r} (run config 'symbols' or tag '{SYMBOLS_TAG}'): {exc}",
+            allow_retries=False,
+        ) from exc
     unknown = [inst.key for inst in chosen if inst not in universe]
     if unknown:
         raise dg.Failure(

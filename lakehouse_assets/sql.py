@@ -32,6 +32,11 @@ def discover_tables(store: LakeStore) -> list[tuple[str, str]]:
     return tables
 
 
+def _glob_literal(path: str) -> str:
+    """``path`` as a DuckDB glob matching only itself: a lake at ``lake[1]`` must not read ``lake1``."""
+    return "".join(f"[{c}]" if c in "[*?" else c for c in path)
+
+
 def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
@@ -45,7 +50,7 @@ def connect(store: LakeStore | None = None) -> duckdb.DuckDBPyConnection:
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(layer)}")
         view = f"{_quote(layer)}.{_quote(table)}"
         if isinstance(store, LocalStore):
-            glob = (store.uri(f"{layer}/{table}") + "/*/*.parquet").replace("'", "''")
+            glob = (_glob_literal(store.uri(f"{layer}/{table}")) + "/*/*.parquet").replace("'", "''")
             con.execute(
                 f"CREATE VIEW {view} AS SELECT * FROM read_parquet('{glob}', hive_partitioning = true, "
                 "hive_types = {'date': 'DATE'}, union_by_name = true)"

@@ -36,6 +36,8 @@ class Fault:
     truncate: bool = False
     retry_after: float | None = None
     methods: frozenset[str] = frozenset({"GET", "HEAD"})
+    trickle_bytes_per_second: float | None = None
+    redirect_loop: bool = False
 
 
 class _Server(ThreadingHTTPServer):
@@ -64,7 +66,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self, *, head: bool) -> None:
         owner = self.server.owner
         method = "HEAD" if head else "GET"
-        url_path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)
+        split = urllib.parse.urlsplit(self.path)
+        url_path = urllib.parse.unquote(split.path)
+        owner.authorizations.append(self.headers.get("Authorization"))  # basic auth is accepted, never checked
         owner._record(method, url_path)
         fault = owner._take_fault(method, url_path)
         if fault is not None and fault.delay > 0 and owner._stopping.wait(fault.delay):
@@ -72,6 +76,11 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if fault is not None and fault.reset:
             self._reset()
+            return
+        if fault is not None and fault.redirect_loop:
+            # /x -> /x?loop -> /x -> ...: a CDN rule pointing back at itself.
+            target = split.path if split.query else f"{split.path}?loop"
+            self._send_simple(302, head=head, extra_headers={"Location": target})
             return
         if fault is not None and fault.status is not None:
             headers = {}
@@ -85,6 +94,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_simple(404, head=head)
             return
         body = file_path.read_bytes()
+        if fault is not None and fault.trickle_bytes_per_second and head:
+            # A HEAD answer is all headers: trickle the header block itself.
+            head_block = (
+                f"HTTP/1.1 200 OK\r\nContent-Type: {_content_type(file_path)}\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            ).encode()
+            self._trickle(head_block, fault.trickle_bytes_per_second)
+            return
         self.send_response(200)
         self.send_header("Content-Type", _content_type(file_path))
         self.send_header("Content-Length", str(len(body)))
@@ -98,6 +115,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(body[: len(body) // 2])
                 self.wfile.flush()
             self.close_connection = True
+            return
+        if fault is not None and fault.trickle_bytes_per_second and not head:
+            self.end_headers()
+            self._trickle(body, fault.trickle_bytes_per_second)
             return
         self.end_headers()
         if not head:
@@ -113,6 +134,19 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if not head:
             self.wfile.write(body)
+
+    def _trickle(self, body: bytes, bytes_per_second: float) -> None:
+        """Headers are out; now the body one byte at a time: each read succeeds, the transfer never ends."""
+        self.close_connection = True
+        stopping = self.server.owner._stopping
+        try:
+            for i in range(len(body)):
+                self.wfile.write(body[i : i + 1])
+                self.wfile.flush()
+                if stopping.wait(1.0 / bytes_per_second):
+                    return
+        except OSError:  # the client gave up (its deadline), as it should
+            return
 
     def _reset(self) -> None:
         """Abort with a TCP RST (SO_LINGER 0), like a load balancer dropping the connection."""
@@ -148,6 +182,9 @@ class ArchiveServer:
         #: (method, decoded URL path) of every request, in arrival order. A plain list (appended
         #: under a lock) so tests can filter it or ``.clear()`` it between phases.
         self.requests: list[tuple[str, str]] = []
+        #: The Authorization header of every request (None when absent): a mirror URL with user-info
+        #: sends basic auth, which this server accepts without checking.
+        self.authorizations: list[str | None] = []
         self._faults: list[Fault] = []
         self._stopping = threading.Event()
         self._httpd: _Server | None = None
@@ -228,17 +265,22 @@ class ArchiveServer:
         truncate: bool = False,
         retry_after: float | None = None,
         methods: tuple[str, ...] = ("GET", "HEAD"),
+        trickle_bytes_per_second: float | None = None,
+        redirect_loop: bool = False,
     ) -> None:
         """Misbehave on the next ``times`` requests whose path contains ``path_substring``.
 
         ``delay`` sleeps first and combines with the others; ``reset`` drops the connection with a
         TCP RST; ``status`` replies with that status (plus Retry-After if given); ``truncate`` sends a
-        full Content-Length but only half the body, then closes. Faults are matched in injection order.
+        full Content-Length but only half the body, then closes; ``trickle_bytes_per_second`` sends the
+        headers (full Content-Length) at once, then the body at that rate, so no single read ever times
+        out (a HEAD gets its header block at that rate); ``redirect_loop`` answers 302 to ``?loop`` and back, forever (each hop is one request, so
+        inject it with a large ``times``). Faults are matched in injection order.
         """
         if times < 1:
             raise ValueError("times must be >= 1")
-        if sum([status is not None, reset, truncate]) > 1:
-            raise ValueError("status, reset and truncate are mutually exclusive for one fault")
+        if sum([status is not None, reset, truncate, bool(trickle_bytes_per_second), redirect_loop]) > 1:
+            raise ValueError("status, reset, truncate, trickle and redirect_loop are mutually exclusive for one fault")
         fault = Fault(
             path_substring=path_substring,
             remaining=times,
@@ -248,6 +290,8 @@ class ArchiveServer:
             truncate=truncate,
             retry_after=retry_after,
             methods=frozenset(m.upper() for m in methods),
+            trickle_bytes_per_second=trickle_bytes_per_second,
+            redirect_loop=redirect_loop,
         )
         with self._lock:
             self._faults.append(fault)

@@ -6,8 +6,8 @@ that answers like Binance, and tests must never reach the internet. This server 
 kline endpoints of the three markets from the bundled archive files (so every REST candle is a
 real Binance candle, byte for byte the archive's decimal text), plus the small endpoints ccxt
 needs to load markets. Controls let a test drop minutes (as if the exchange had no data), fail
-the next requests with a status (429/418/451/...), or return empty or stuck pages; every request
-is logged.
+the next requests with a status (429/418/451/...), return empty or stuck pages, or repeat candles
+(identical or altered, within a page or across pages); every request is logged.
 
 Routes live in a table (``routes``: path -> handler), so other endpoints (e.g. funding rates) can
 be added with ``add_route`` without touching the request loop.
@@ -65,6 +65,7 @@ class Reply:
     status: int = 200
     body: Any = None  # JSON-serialisable, or bytes sent as is
     headers: dict[str, str] = field(default_factory=dict)
+    trickle_bytes_per_second: float | None = None  # send the headers, then the body at this rate
 
 
 Handler = Callable[["BinanceRestServer", dict[str, str]], Reply]
@@ -87,6 +88,7 @@ class _Fault:
     body: Any = None
     empty: bool = False
     params: dict[str, str] = field(default_factory=dict)  # only requests carrying these query values
+    trickle_bytes_per_second: float | None = None
 
 
 class _Server(ThreadingHTTPServer):
@@ -110,6 +112,7 @@ class _HTTPHandler(BaseHTTPRequestHandler):
         parts = urllib.parse.urlsplit(self.path)
         params = {k: v[-1] for k, v in urllib.parse.parse_qs(parts.query, keep_blank_values=True).items()}
         record = owner._record("GET", parts.path, params)
+        owner.authorizations.append(self.headers.get("Authorization"))  # basic auth is accepted, never checked
         try:
             reply = owner._dispatch(parts.path, params)
         except _BadRequest as exc:
@@ -122,7 +125,23 @@ class _HTTPHandler(BaseHTTPRequestHandler):
         for name, value in reply.headers.items():
             self.send_header(name, value)
         self.end_headers()
+        if reply.trickle_bytes_per_second:
+            self._trickle(body, reply.trickle_bytes_per_second)
+            return
         self.wfile.write(body)
+
+    def _trickle(self, body: bytes, bytes_per_second: float) -> None:
+        """The headers are out; the body follows one byte at a time, so no single read ever times out."""
+        self.close_connection = True
+        stopping = self.server.owner._stopping
+        try:
+            for i in range(len(body)):
+                self.wfile.write(body[i : i + 1])
+                self.wfile.flush()
+                if stopping.wait(1.0 / bytes_per_second):
+                    return
+        except OSError:  # the client gave up (its deadline), as it should
+            return
 
 
 class _BadRequest(Exception):
@@ -146,12 +165,20 @@ class BinanceRestServer:
         self.requests: list[Request] = []
         self._faults: list[_Fault] = []
         self._dropped: list[tuple[str, str, int, int]] = []  # (market, symbol, start_ms, end_ms)
+        # (market, symbol, start_ms, end_ms, field changes): candles served twice, see duplicate_candles
+        self._doubled: list[tuple[str, str, int, int, dict[int, Any]]] = []
+        self._overlap: dict[str, tuple[int, dict[int, Any]]] = {}  # kline path -> (candles, field changes)
+        self._last_page: dict[tuple[str, str], list[list[Any]]] = {}  # (market, symbol) -> last page served
         self._stuck: dict[str, int] = {}  # kline path -> requests left that ignore startTime
         self._rows: dict[tuple[str, str, str], list[list[Any]]] = {}
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
         self.server_time_ms: int | None = None  # None: the real clock
         self.routes: dict[str, Handler] = {}
+        #: The Authorization header of every request (None when absent): a base URL with user-info
+        #: sends basic auth, which this server accepts without checking.
+        self.authorizations: list[str | None] = []
+        self._stopping = threading.Event()
         for market, path in KLINE_PATHS.items():
             self.add_route(path, _klines_handler(market))
             prefix = path.rsplit("/", 1)[0]
@@ -163,6 +190,7 @@ class BinanceRestServer:
 
     def start(self) -> BinanceRestServer:
         if self._httpd is None:
+            self._stopping.clear()
             httpd = _Server(("127.0.0.1", 0), _HTTPHandler)
             httpd.owner = self
             self._httpd = httpd
@@ -174,6 +202,7 @@ class BinanceRestServer:
 
     def stop(self) -> None:
         if self._httpd is not None:
+            self._stopping.set()  # ends trickling replies
             self._httpd.shutdown()
             self._httpd.server_close()
             if self._thread is not None:
@@ -203,6 +232,11 @@ class BinanceRestServer:
 
     def _dispatch(self, path: str, params: dict[str, str]) -> Reply:
         fault = self._take_fault(path, params)
+        if fault is not None and fault.trickle_bytes_per_second:
+            handler = self.routes.get(path)
+            reply = handler(self, params) if handler is not None else Reply(404, b"")
+            reply.trickle_bytes_per_second = fault.trickle_bytes_per_second
+            return reply
         if fault is not None:
             if fault.empty:
                 return Reply(200, [])
@@ -254,6 +288,12 @@ class BinanceRestServer:
                 _Fault(path_substring, times, status=status, retry_after=retry_after, body=body, params=dict(params or {}))
             )
 
+    def trickle(self, path_substring: str, *, bytes_per_second: float = 1.0, times: int = 1) -> None:
+        """Answer the next ``times`` matching requests normally, but send the body at ``bytes_per_second``
+        after the headers: every socket read succeeds, the response never completes in useful time."""
+        with self._lock:
+            self._faults.append(_Fault(path_substring, times, trickle_bytes_per_second=bytes_per_second))
+
     def empty_pages(self, path_substring: str, *, times: int = 1) -> None:
         """Answer the next ``times`` matching requests with ``[]`` (an empty page), whatever they ask."""
         with self._lock:
@@ -269,10 +309,29 @@ class BinanceRestServer:
         with self._lock:
             self._dropped.append((market, symbol, _ms(start), _ms(end)))
 
+    def duplicate_candles(
+        self, market: str, symbol: str, start: datetime, end: datetime, *, change: dict[int, Any] | None = None
+    ) -> None:
+        """Serve every candle with open_time in ``[start, end)`` twice, the copy right after the original:
+        identical, or with the fields at the positions in ``change`` replaced (a conflicting duplicate)."""
+        with self._lock:
+            self._doubled.append((market, symbol, _ms(start), _ms(end), dict(change or {})))
+
+    def overlap_pages(self, market: str, *, candles: int = 1, change: dict[int, Any] | None = None) -> None:
+        """Misbehave like an off-by-one proxy: a page that continues the previous one (same symbol,
+        startTime = its last candle + one interval) starts again with the last ``candles`` candles of
+        the previous page; with ``change``, those repeats carry the given fields replaced (a conflict
+        across pages)."""
+        with self._lock:
+            self._overlap[KLINE_PATHS[market]] = (candles, dict(change or {}))
+
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
             self._dropped.clear()
+            self._doubled.clear()
+            self._overlap.clear()
+            self._last_page.clear()
             self._stuck.clear()
 
     def _take_fault(self, path: str, params: dict[str, str]) -> _Fault | None:
@@ -346,9 +405,27 @@ def _klines_handler(market: str) -> Handler:
             rows = [r for r in rows if r[0] <= end]
         # Binance: with startTime the page starts there; without it, the newest `limit` candles.
         page = rows[:limit] if start is not None else rows[-limit:]
+        with server._lock:
+            overlap = server._overlap.get(KLINE_PATHS[market])
+            doubled = [(lo, hi, change) for m, s, lo, hi, change in server._doubled if (m, s) == (market, symbol)]
+            previous = server._last_page.get((market, symbol), [])
+            server._last_page[(market, symbol)] = page
+        if overlap is not None and page and previous and previous[-1][0] + INTERVAL_MS[interval] == start:
+            candles, change = overlap
+            page = [_changed(r, change) for r in previous[-candles:]] + page
+        if doubled:
+            page = [
+                copy
+                for r in page
+                for copy in (r, *(_changed(r, change) for lo, hi, change in doubled if lo <= r[0] < hi))
+            ]
         return Reply(200, page)
 
     return handle
+
+
+def _changed(row: list[Any], change: dict[int, Any]) -> list[Any]:
+    return [change.get(i, value) for i, value in enumerate(row)]
 
 
 def _time_handler(server: BinanceRestServer, params: dict[str, str]) -> Reply:

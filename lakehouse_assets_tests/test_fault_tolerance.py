@@ -208,11 +208,14 @@ def test_transient_s3_faults_are_retried(s3_lake, s3_endpoint, sample_mirror, in
 
 @pytest.mark.parametrize(
     ("status", "code", "attempts"),
-    [(500, "InternalError", 3), (403, "AccessDenied", 1)],  # 5xx: retried then given up; 403: not retried
+    # 5xx: 3 botocore attempts in each of 2 step attempts (LAKEHOUSE_RETRY_MAX=1), then given up; 403: never retried
+    [(500, "InternalError", 3 * 2), (403, "AccessDenied", 1)],
 )
 def test_permanent_s3_fault_fails_clearly_and_leaves_no_partial_data(
-    s3_lake, s3_endpoint, sample_mirror, instance, status, code, attempts
+    s3_lake, s3_endpoint, sample_mirror, instance, status, code, attempts, monkeypatch
 ):
+    monkeypatch.setenv("LAKEHOUSE_RETRY_MAX", "1")
+    monkeypatch.setenv("LAKEHOUSE_RETRY_DELAY_SECONDS", "0.05")
     storage, proxy = s3_lake
     proxy.inject("PUT", "/silver/klines/", status=status, times=1000)
     res = s3_resources(storage, proxy.url, sample_mirror.as_uri(), attempts=3)

@@ -55,17 +55,76 @@ def test_write_is_exact_replacement_and_load_adds_date(tmp_path):
     assert loaded["date"].unique().sort().to_list() == [date(2020, 1, 1), date(2020, 1, 2)]
 
 
-def test_full_scope_write_of_an_empty_day_removes_stale_files_and_keeps_the_schema(tmp_path):
+def test_a_data_table_is_never_replaced_by_nothing(tmp_path):
+    """keep mode: a re-run whose output lacks an instrument (source down, or left the universe) keeps its file."""
     store = LocalStore(tmp_path)
     frame = real_rows("2020-01-01")
     write_partitions(store, "silver/t", frame, days=["2020-01-01"], partition_column="open_time")
-    write_partitions(store, "silver/t", frame.clear(), days=["2020-01-01"], partition_column="open_time")
+    stats = write_partitions(store, "silver/t", frame.clear(), days=["2020-01-01"], partition_column="open_time")
+    assert files(tmp_path) == ["silver/t/date=2020-01-01/spot-BTCUSDT.parquet"]
+    assert stats["kept"] == ["2020-01-01 spot:BTCUSDT"] and stats["files_deleted"] == 0
+    assert scan_partitions(store, "silver/t", ["2020-01-01"]).collect()["close"].to_list() == frame["close"].to_list()
+    # New rows for the instrument-day do replace it (fewer rows here: the asset decides what a replacement drops).
+    write_partitions(store, "silver/t", frame.head(2), days=["2020-01-01"], partition_column="open_time")
+    assert scan_partitions(store, "silver/t", ["2020-01-01"]).collect().height == 2
+
+
+def test_exact_mode_removes_what_the_run_no_longer_has_and_keeps_the_schema(tmp_path):
+    """exact mode (report tables such as kline_gaps): a resolved row must disappear."""
+    store = LocalStore(tmp_path)
+    frame = real_rows("2020-01-01")
+    write_partitions(store, "silver/t", frame, days=["2020-01-01"], partition_column="open_time", mode="exact")
+    write_partitions(store, "silver/t", frame.clear(), days=["2020-01-01"], partition_column="open_time", mode="exact")
     assert files(tmp_path) == [f"silver/t/date=2020-01-01/{EMPTY_FILE}"]
     empty = scan_partitions(store, "silver/t", ["2020-01-01"]).collect()
     assert empty.height == 0 and empty.schema["close"] == pl.Float64
-    # Data arriving later replaces the placeholder.
+    # Data arriving later replaces the placeholder (in either mode).
     write_partitions(store, "silver/t", frame, days=["2020-01-01"], partition_column="open_time")
     assert files(tmp_path) == ["silver/t/date=2020-01-01/spot-BTCUSDT.parquet"]
+
+
+def test_a_lake_path_with_glob_characters_reads_exactly_that_lake(tmp_path):
+    """'lake[1]' is a path, not a pattern: neither Polars loads nor DuckDB SQL may read a sibling 'lake1'."""
+    from lakehouse_assets.sql import query
+
+    for name, rows in (("lake[1]", 3), ("lake1", 5), ("lake*x", 2), ("lakeAx", 4)):
+        write_partitions(LocalStore(tmp_path / name), "silver/t", real_rows("2020-01-01", rows),
+                         days=["2020-01-01"], partition_column="open_time")  # fmt: skip
+    for name, rows in (("lake[1]", 3), ("lake*x", 2)):
+        store = LocalStore(tmp_path / name)
+        assert scan_partitions(store, "silver/t", ["2020-01-01"]).collect().height == rows
+        assert query("select count(*) as n from silver.t", store=store)["n"].to_list() == [rows]
+
+
+def test_a_killed_writers_temp_file_is_swept_on_the_next_write(tmp_path):
+    """A real writer process killed with SIGKILL between write and rename leaves a hidden temp file;
+    the next write into that day removes it, while a live writer's temp file is left alone."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    day_dir = tmp_path / "silver/t/date=2020-01-01"
+    child = textwrap.dedent(f"""
+        import os, signal, sys
+        from pathlib import Path
+        import lakehouse_assets.lake_store as ls
+        real_replace = os.replace
+        def die_before_rename(src, dst):
+            print("written", flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+        ls.os.replace = die_before_rename
+        ls.LocalStore(Path({str(tmp_path)!r})).put_bytes("silver/t/date=2020-01-01/spot-BTCUSDT.parquet", b"x" * 100)
+    """)
+    proc = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == -signal.SIGKILL and proc.stdout.strip() == "written"
+    leftovers = [p.name for p in day_dir.iterdir()]
+    assert len(leftovers) == 1 and leftovers[0].startswith(".spot-BTCUSDT.parquet.") and leftovers[0].endswith(".tmp")
+    live = day_dir / f".um-BTCUSDT.parquet.{os.uname().nodename.replace('.', '_').replace('-', '_')}-{os.getpid()}.x.tmp"
+    live.write_bytes(b"in progress")  # this process is alive: its temp file must survive the sweep
+    write_partitions(LocalStore(tmp_path), "silver/t", real_rows("2020-01-01"), days=["2020-01-01"], partition_column="open_time")
+    assert sorted(p.name for p in day_dir.iterdir()) == [live.name, "spot-BTCUSDT.parquet"]
 
 
 def test_scoped_write_leaves_other_instruments_untouched(tmp_path):

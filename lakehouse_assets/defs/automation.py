@@ -19,12 +19,12 @@ Runs started by the sensor and the schedule carry ``dagster/priority=10`` (autom
 run queue serves them before queued backfill runs (priority 0); see dagster.yaml for the limits.
 """
 
-import os
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
+from lakehouse_assets import settings
 from lakehouse_assets.alerts import FailedRun, build_payload, post_alert
 from lakehouse_assets.archive_client import ArchiveClient
 from lakehouse_assets.archive_watch import ArchiveFeed, fingerprint, plan_requests, watched_days
@@ -43,12 +43,15 @@ TRIGGER_TAG = "lakehouse/trigger"
 SCHEDULED_PRIORITY = "10"
 AUTOMATION_PRIORITY = "5"
 
-ARCHIVE_SENSOR_DAYS = int(os.environ.get("LAKEHOUSE_ARCHIVE_SENSOR_DAYS") or 3)
-ARCHIVE_SENSOR_INTERVAL = int(os.environ.get("LAKEHOUSE_ARCHIVE_SENSOR_INTERVAL_SECONDS") or 600)
-AUTOMATION_LOOKBACK_DAYS = int(os.environ.get("LAKEHOUSE_AUTOMATION_LOOKBACK_DAYS") or 62)
-DAILY_CRON = os.environ.get("LAKEHOUSE_DAILY_CRON") or "15 0 * * *"
+# Settings are read (and all checked) once, when the code location loads: see settings.py.
+ARCHIVE_SENSOR_DAYS: int = settings.get("LAKEHOUSE_ARCHIVE_SENSOR_DAYS")
+ARCHIVE_SENSOR_INTERVAL: int = settings.get("LAKEHOUSE_ARCHIVE_SENSOR_INTERVAL_SECONDS")
+#: Total time for one probe (CHECKSUM GET or HEAD) during a sensor tick; the archive deadline if shorter.
+SENSOR_PROBE_DEADLINE_SECONDS = 15.0
+AUTOMATION_LOOKBACK_DAYS: int = settings.get("LAKEHOUSE_AUTOMATION_LOOKBACK_DAYS")
+DAILY_CRON: str = settings.get("LAKEHOUSE_DAILY_CRON")
 FRESHNESS_CRON = "0 * * * *"
-FRESHNESS_MAX_AGE = timedelta(hours=float(os.environ.get("LAKEHOUSE_FRESHNESS_MAX_AGE_HOURS") or 36))
+FRESHNESS_MAX_AGE = timedelta(hours=settings.get("LAKEHOUSE_FRESHNESS_MAX_AGE_HOURS"))
 
 
 def utc_now() -> datetime:
@@ -103,8 +106,16 @@ def build_archive_sensor(
         now = utc_now()
         days = watched_days(latest_complete_day(now), feed.lookback_days, first_day())
         universe_instruments = instruments(universe)
-        # Short timeouts and few attempts: a sensor tick must finish well within Dagster's 60 s limit.
-        with ArchiveClient(archive.base_url, timeout=10, max_attempts=2, backoff_seconds=0.5) as client:
+        # Short timeouts, a short deadline and few attempts: a sensor tick must finish well within
+        # Dagster's 60 s limit (HEAD and CHECKSUM probes are tiny).
+        with ArchiveClient(
+            archive.base_url,
+            timeout=min(archive.timeout_seconds, 10.0),
+            connect_timeout=min(archive.connect_timeout_seconds, 10.0),
+            deadline_seconds=min(archive.deadline_seconds, SENSOR_PROBE_DEADLINE_SECONDS),
+            max_attempts=2,
+            backoff_seconds=0.5,
+        ) as client:
             result = plan_requests(
                 feed, universe_instruments, days, lambda path: fingerprint(client, path), context.cursor
             )
@@ -172,7 +183,7 @@ def lakehouse_daily(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest
 
 KLINES_FILLED = dg.AssetKey(["silver", "klines_filled"])
 KLINE_GAPS = dg.AssetKey(["silver", "kline_gaps"])
-TODAY_CRON = os.environ.get("LAKEHOUSE_TODAY_CRON") or "5 * * * *"
+TODAY_CRON: str = settings.get("LAKEHOUSE_TODAY_CRON")
 
 
 @dg.schedule(
@@ -258,7 +269,14 @@ def lakehouse_failure_alerts(context: dg.RunFailureSensorContext, alerts: AlertW
     if not alerts.url:
         context.log.info(f"LAKEHOUSE_ALERT_WEBHOOK_URL is not set; alert not sent:\n{payload['text']}")
         return
-    status = post_alert(alerts.url, payload)
+    # The webhook URL is a secret (Slack's path is the token): post_alert's errors name its host only.
+    status = post_alert(
+        alerts.url,
+        payload,
+        timeout=alerts.timeout_seconds,
+        connect_timeout=alerts.connect_timeout_seconds,
+        deadline_seconds=alerts.deadline_seconds,
+    )
     context.log.info(f"alert for run {run.run_id} delivered (HTTP {status})")
 
 

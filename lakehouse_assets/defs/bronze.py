@@ -5,12 +5,12 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from lakehouse_assets.archive_client import ArchiveFetchError
 from lakehouse_assets.archive_ingest import ArchiveIngestError, ingest_files
 from lakehouse_assets.io_manager import SCOPE_KEY
 from lakehouse_assets.partitions import daily_partitions, range_backfill_policy, window_days
+from lakehouse_assets.redact import redact_url
 from lakehouse_assets.resources import BinanceArchiveResource, LakeResource, UniverseResource
-from lakehouse_assets.retries import network_retry_policy
+from lakehouse_assets.retries import is_transient, network_retry_policy
 from lakehouse_assets.selection import InstrumentSelection, select_instruments
 from lakehouse_assets.ui_metadata import markdown_table
 
@@ -36,8 +36,9 @@ class BronzeConfig(InstrumentSelection):
         "Raw Binance 1m kline archives (data.binance.vision layout), one daily partition for every configured "
         "instrument. Each zip is stored byte for byte under `bronze/binance/<archive path>` after its sha256 "
         "is checked against the published CHECKSUM; this table is the manifest (one row per file: source URL, "
-        "sha256, bytes, checksum status, fetched_at). A 404 is recorded as `missing`, not a failure. Files "
-        "already stored with a matching sha256 are not downloaded again."
+        "sha256, bytes, checksum status, fetched_at, upstream_status). A 404 is recorded as `missing`, not a "
+        "failure. Files already stored with a matching sha256 are not downloaded again, and a stored verified "
+        "file stays in use when the archive briefly answers 404 or fails (upstream_status says so)."
     ),
 )
 def klines_archive(
@@ -49,7 +50,7 @@ def klines_archive(
 ) -> dg.Output[pl.DataFrame]:
     instruments, scope = select_instruments(context, config, universe.instruments())
     days = window_days(context)
-    context.log.info(f"fetching {len(instruments)} instrument(s) x {len(days)} day(s) from {archive.base_url}")
+    context.log.info(f"fetching {len(instruments)} instrument(s) x {len(days)} day(s) from {redact_url(archive.base_url)}")
     try:
         with archive.client() as client:
             manifest = ingest_files(
@@ -60,8 +61,9 @@ def klines_archive(
                 max_workers=archive.max_workers,
             )
     except ArchiveIngestError as exc:
-        # Network trouble may pass, so the RetryPolicy applies; a checksum or format problem will not.
-        transient = all(isinstance(e, ArchiveFetchError) for _, e in exc.failures)
+        # Network/S3 trouble that may pass (no answer, 408/429/5xx) is retried by the RetryPolicy; an HTTP 400/
+        # 401/403/451, a checksum or format problem, or a local disk fault fails at once (retries.is_transient).
+        transient = all(is_transient(e) for _, e in exc.failures)
         raise dg.Failure(
             description=str(exc),
             metadata={"failed_files": dg.MetadataValue.md("\n".join(f"- {n}: {e}" for n, e in exc.failures))},
@@ -80,6 +82,17 @@ def klines_archive(
             "verified": status_counts.get("verified", 0),
             "no_checksum": status_counts.get("no_checksum", 0),
             "missing_404": status_counts.get("missing", 0),
+            "kept_stored_copy": int(
+                (manifest["upstream_status"].is_in(["not_found", "fetch_failed"]) & manifest["lake_path"].is_not_null()).sum()
+            ),
+            "upstream_not_ok": dg.MetadataValue.md(
+                "\n".join(
+                    f"- {r['symbol']} ({r['market']}) {r['date']}: archive {r['upstream_status']}, "
+                    + ("stored verified copy kept" if r["lake_path"] else "no stored copy")
+                    for r in manifest.filter(pl.col("upstream_status") != "ok").iter_rows(named=True)
+                )
+                or "none"
+            ),
             "missing_files": dg.MetadataValue.md(
                 "\n".join(f"- {r['symbol']} ({r['market']}) {r['date']}: {r['source_url']}" for r in missing.iter_rows(named=True))
                 or "none"

@@ -13,7 +13,6 @@ without futures, and a funding outage never blocks the kline tables.
   published). Silver and gold follow through the declarative automation (``defs/automation.py``).
 """
 
-import os
 from collections.abc import Iterator
 from datetime import date, timedelta
 
@@ -21,18 +20,20 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from lakehouse_assets.archive_client import ArchiveFetchError
+from lakehouse_assets import settings
 from lakehouse_assets.archive_ingest import ArchiveIngestError
 from lakehouse_assets.funding_features import FUNDING_FEATURE_COLUMNS, LOOKBACK_DAYS, add_funding_features
 from lakehouse_assets.funding_from_bronze import build_funding
 from lakehouse_assets.funding_ingest import funding_month_path, futures_only, ingest_funding
 from lakehouse_assets.funding_quality import BLOCKING_CHECKS, WARN_CHECKS, validate_fundings_per_day, validate_silver_funding
-from lakehouse_assets.funding_rest import FundingRestError, rest_access_from_client
+from lakehouse_assets.funding_rest import rest_access_from_client
 from lakehouse_assets.funding_schema import month_of
 from lakehouse_assets.funding_transforms import slot_report
 from lakehouse_assets.io_manager import SCOPE_KEY, partition_dir, scan_partitions, table_prefix
 from lakehouse_assets.klines_from_archives import SilverBuildError
 from lakehouse_assets.partitions import daily_partitions, range_backfill_policy, window_days
+from lakehouse_assets.retries import is_transient, network_retry_policy
+from lakehouse_assets.redact import redact_url
 from lakehouse_assets.check_results import check_result, raise_if_blocked
 from lakehouse_assets.resources import (
     BinanceArchiveResource,
@@ -78,7 +79,7 @@ class FundingBronzeConfig(InstrumentSelection):
     metadata={"partition_expr": "date"},
     pool="binance_api",
     kinds={"binance", "parquet"},
-    retry_policy=dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL),
+    retry_policy=network_retry_policy(),
     description=(
         "Raw funding-rate sources of every USD-M (um) and COIN-M (cm) instrument in the universe, one row per "
         "instrument-day saying where the day's funding comes from. Binance publishes funding only as MONTHLY archives "
@@ -105,7 +106,7 @@ def funding_archive(
     rest = rest_access_from_client(binance_rest.client()) if rest_on and futures else None
     context.log.info(
         f"funding for {len(futures)} futures instrument(s) x {len(days)} day(s) "
-        f"({len(instruments) - len(futures)} spot instrument(s) skipped); archive {archive.base_url}, REST {'on' if rest_on else 'off'}"
+        f"({len(instruments) - len(futures)} spot instrument(s) skipped); archive {redact_url(archive.base_url)}, REST {'on' if rest_on else 'off'}"
     )
     try:
         with archive.client() as client:
@@ -114,9 +115,9 @@ def funding_archive(
                 accept_checksum_mismatch=config.accept_checksum_mismatch, max_workers=archive.max_workers,
             )  # fmt: skip
     except ArchiveIngestError as exc:
-        transient = all(
-            isinstance(e, ArchiveFetchError) or (isinstance(e, FundingRestError) and e.transient) for _, e in exc.failures
-        )
+        # Only failures that may pass are retried (retries.is_transient: FundingRestError.transient, HTTP
+        # 408/429/5xx or no answer, S3 outages); a 403, a checksum or format problem fails at once.
+        transient = all(is_transient(e) for _, e in exc.failures)
         raise dg.Failure(
             description=str(exc),
             metadata={"failed": dg.MetadataValue.md("\n".join(f"- {n}: {e}" for n, e in exc.failures))},
@@ -181,6 +182,7 @@ def funding_rates(
     lake: LakeResource,
     universe: UniverseResource,
     funding: FundingResource,
+    archive: BinanceArchiveResource,
 ) -> Iterator[dg.Output[pl.DataFrame] | dg.AssetCheckResult]:
     instruments, scope = select_instruments(context, config, universe.instruments())
     futures = futures_only(instruments)
@@ -190,7 +192,7 @@ def funding_rates(
     except ValueError as exc:
         raise dg.Failure(description=f"LAKEHOUSE_FUNDING_RATE_CAPS: {exc}", allow_retries=False) from exc
     try:
-        frame, stats = build_funding(manifest, lake.store(), futures)
+        frame, stats = build_funding(manifest, lake.store(), futures, zip_limits=archive.zip_limits())
     except SilverBuildError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
 
@@ -433,8 +435,8 @@ funding_job = dg.define_asset_job(
     "into silver/funding_rates. gold/funding_features follows gold/features through automation.",
 )
 
-FUNDING_SENSOR_DAYS = int(os.environ.get("LAKEHOUSE_FUNDING_SENSOR_DAYS") or 62)
-FUNDING_DAILY_CRON = os.environ.get("LAKEHOUSE_FUNDING_DAILY_CRON") or "20 0 * * *"
+FUNDING_SENSOR_DAYS: int = settings.get("LAKEHOUSE_FUNDING_SENSOR_DAYS")
+FUNDING_DAILY_CRON: str = settings.get("LAKEHOUSE_FUNDING_DAILY_CRON")
 
 
 def _funding_sensor() -> dg.SensorDefinition:

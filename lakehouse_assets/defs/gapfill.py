@@ -12,7 +12,7 @@ import polars as pl
 from pydantic import Field
 
 from lakehouse_assets.check_results import check_result, raise_if_blocked
-from lakehouse_assets.io_manager import SCOPE_KEY, scan_partitions, table_prefix
+from lakehouse_assets.io_manager import SCOPE_KEY, WRITE_EXACT, WRITE_MODE_KEY, scan_partitions, scan_stored, table_prefix
 from lakehouse_assets.kline_gapfill import (
     SOURCE_ARCHIVE,
     SOURCE_REST,
@@ -73,6 +73,12 @@ def _load_archive(lake: LakeResource, days: list[date]) -> pl.DataFrame:
     return frame.select(list(SILVER_KLINES_SCHEMA))
 
 
+def _load_stored(lake: LakeResource, days: list[date]) -> pl.DataFrame | None:
+    """The rows silver/klines_filled already holds for these days: kept where REST cannot answer now."""
+    stored = scan_stored(lake.store(), table_prefix(KLINES_FILLED), [d.isoformat() for d in days])
+    return None if stored is None else stored.collect()
+
+
 def _overall(report: pl.DataFrame) -> float:
     expected = int(report["expected"].sum())
     return round(1 - int(report["missing"].sum()) / expected, 6) if expected else 1.0
@@ -121,7 +127,8 @@ def _gap_rows(gaps: pl.DataFrame) -> pl.DataFrame:
         ),
         "kline_gaps": dg.AssetOut(
             key=KLINE_GAPS,
-            metadata={"partition_expr": "gap_start"},
+            # A gap that got filled must disappear: this report table is replaced exactly, not kept.
+            metadata={"partition_expr": "gap_start", WRITE_MODE_KEY: WRITE_EXACT},
             kinds={"polars", "parquet"},
             description=(
                 "One row per run of bars still missing from silver/klines_filled after the REST fill, per "
@@ -186,6 +193,7 @@ def klines_filled(
             now=now,
             fetcher=client,
             page_limit=binance_rest.page_limit,
+            stored=_load_stored(lake, days),
         )
     except RestAccessError as exc:
         raise dg.Failure(description=f"REST gap-fill refused: {exc}", allow_retries=False) from exc
@@ -207,6 +215,7 @@ def klines_filled(
         f"{result.frame.height} rows ({(result.frame['source'] == SOURCE_REST).sum()} from REST) over "
         f"{len(days)} day(s) x {len(instruments)} instrument(s); {result.rest_requests} REST request(s); "
         f"{result.gaps.height} gap(s) remain"
+        + (f"; kept {result.kept_rows} stored row(s) REST could not confirm now" if result.kept_rows else "")
     )
     yield dg.Output(
         result.frame,
@@ -217,8 +226,11 @@ def klines_filled(
             "days": len(days),
             "archive_rows": int((result.frame["source"] == SOURCE_ARCHIVE).sum()),
             "rest_rows": int((result.frame["source"] == SOURCE_REST).sum()),
+            "rows_kept_from_lake": result.kept_rows,
             "rest_requests": result.rest_requests,
             "rest_retries": result.rest_retries,
+            # identical repeated candles the REST source sent, dropped (conflicting ones fail their window)
+            "rest_duplicates_dropped": result.rest_duplicates_dropped,
             "rest_windows": len(result.windows),
             "rest_sources": dg.MetadataValue.json(rest_sources),
             "closed_until": closed_until(now, step).isoformat(),

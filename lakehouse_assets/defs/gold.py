@@ -16,13 +16,13 @@ the longer intervals the already-aggregated bars of gold/klines_resampled, becau
 are 600 small rows there but 864,000 rows of 1m klines in silver.
 """
 
-import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import polars as pl
 
+from lakehouse_assets import settings
 from lakehouse_assets.feature_chart import chart_markdown, chart_svg
 from lakehouse_assets.gold_quality import (
     FEATURE_CHECK_DESCRIPTIONS,
@@ -36,7 +36,7 @@ from lakehouse_assets.io_manager import SCOPE_KEY
 from lakehouse_assets.kline_schema import INTERVAL_MS
 from lakehouse_assets.partitions import daily_partitions, range_backfill_policy, window_days
 from lakehouse_assets.check_results import check_result, raise_if_blocked
-from lakehouse_assets.resample import RESAMPLED_SCHEMA, SOURCE_INTERVAL, parse_intervals, resample_klines
+from lakehouse_assets.resample import RESAMPLED_SCHEMA, SOURCE_INTERVAL, resample_klines
 from lakehouse_assets.resources import GoldResource, UniverseResource
 from lakehouse_assets.selection import InstrumentSelection, select_instruments
 from lakehouse_assets.ui_metadata import markdown_table
@@ -52,9 +52,7 @@ DEFAULT_FEATURE_INTERVALS = "1m,1h,1d"
 # The lookback is part of the asset graph, so it is fixed when the code location loads: from
 # LAKEHOUSE_FEATURE_INTERVALS as set then. A run whose GoldResource asks for intervals needing a
 # longer lookback fails with a message instead of computing from too little history.
-_DECLARED_FEATURE_INTERVALS = parse_intervals(
-    os.environ.get("LAKEHOUSE_FEATURE_INTERVALS") or DEFAULT_FEATURE_INTERVALS, allow_source=True
-)
+_DECLARED_FEATURE_INTERVALS: list[str] = settings.get("LAKEHOUSE_FEATURE_INTERVALS")
 MINUTE_LOOKBACK_DAYS = lookback_days(SOURCE_INTERVAL)
 RESAMPLED_LOOKBACK_DAYS = max(
     (lookback_days(i) for i in _DECLARED_FEATURE_INTERVALS if i != SOURCE_INTERVAL), default=0

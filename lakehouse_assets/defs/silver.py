@@ -12,7 +12,8 @@ from lakehouse_assets.io_manager import SCOPE_KEY
 from lakehouse_assets.klines_from_archives import SilverBuildError, build_klines
 from lakehouse_assets.partitions import daily_partitions, range_backfill_policy, window_days
 from lakehouse_assets.quality import CHECK_DESCRIPTIONS, validate_silver_klines
-from lakehouse_assets.resources import LakeResource, UniverseResource
+from lakehouse_assets.resources import BinanceArchiveResource, LakeResource, UniverseResource
+from lakehouse_assets.retries import is_transient, retry_requested
 from lakehouse_assets.selection import InstrumentSelection, select_instruments
 from lakehouse_assets.ui_metadata import markdown_table
 
@@ -59,12 +60,15 @@ def klines(
     manifest: pl.DataFrame,
     lake: LakeResource,
     universe: UniverseResource,
+    archive: BinanceArchiveResource,
 ) -> Iterator[dg.Output[pl.DataFrame] | dg.AssetCheckResult]:
     instruments, scope = select_instruments(context, config, universe.instruments())
     days = window_days(context)
     try:
-        frame, file_stats = build_klines(manifest, lake.store(), instruments)
+        frame, file_stats = build_klines(manifest, lake.store(), instruments, zip_limits=archive.zip_limits())
     except SilverBuildError as exc:
+        if all(is_transient(e) for e in exc.errors):  # the lake was unreachable (S3 outage): retry the step
+            raise retry_requested(context.retry_number) from exc
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
 
     outcomes = validate_silver_klines(frame)
