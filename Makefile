@@ -23,13 +23,13 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
 demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/python -m lakehouse_assets.demo
+	$(BIN)/python -m lakehouse_dev.demo
 
 dev: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml
 
 bench: $(STAMP)
-	$(BIN)/python -m lakehouse_assets.bench
+	$(BIN)/python -m lakehouse_dev.bench
 
 clean:
 	rm -rf .demo .bench lakehouse_data .dagster_home

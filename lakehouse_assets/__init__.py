@@ -5,6 +5,6 @@
 slow to import).
 """
 
-from lakehouse_assets.sql import query
+from lakehouse_assets.lake.sql import query
 
 __all__ = ["query"]

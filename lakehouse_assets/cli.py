@@ -86,7 +86,7 @@ def show_config(*, docs: bool = False) -> int:
 
 
 def _run_sql(args: argparse.Namespace) -> int:
-    from lakehouse_assets import sql
+    from lakehouse_assets.lake import sql
 
     try:
         if args.command == "tables":

@@ -16,7 +16,7 @@ import polars as pl
 from pandera.config import ValidationDepth, config_context
 from pandera.errors import SchemaErrors
 
-from lakehouse_assets.kline_schema import INTERVAL_MS, NULLABLE_COLUMNS, SILVER_KLINES_SCHEMA
+from lakehouse_assets.klines.schema import INTERVAL_MS, NULLABLE_COLUMNS, SILVER_KLINES_SCHEMA
 
 KEY_COLUMNS: tuple[str, ...] = ("market", "symbol", "interval", "open_time")
 # Float noise allowance for "part <= whole" volume comparisons (e.g. contracts * size).

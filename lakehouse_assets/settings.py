@@ -37,7 +37,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from lakehouse_assets.instruments import DEFAULT_SYMBOLS, MARKETS, parse_instrument, parse_universe
-from lakehouse_assets.lake_store import DEFAULT_STORAGE
+from lakehouse_assets.lake.store import DEFAULT_STORAGE
 from lakehouse_assets.redact import MASK, redact_url, url_host
 
 __all__ = [
@@ -291,7 +291,7 @@ def intervals(*, allow_source: bool) -> Parser:
     """The rules of ``resample.parse_intervals`` (intervals that tile a UTC day)."""
 
     def parse(text: str) -> list[str]:
-        from lakehouse_assets.resample import parse_intervals
+        from lakehouse_assets.klines.resample import parse_intervals
 
         try:
             return parse_intervals(text, allow_source=allow_source)

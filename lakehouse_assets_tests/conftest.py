@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse_assets.sample_mirror import build_sample_mirror
-from lakehouse_assets_tests.archive_server import ArchiveServer
-from lakehouse_assets_tests.rest_server import BinanceRestServer
+from lakehouse_dev.fixtures.sample_mirror import build_sample_mirror
+from lakehouse_dev.fakes.archive_server import ArchiveServer
+from lakehouse_dev.fakes.rest_server import BinanceRestServer
 
 SAMPLE_DATA = Path(__file__).parent / "data" / "binance"
 

@@ -9,13 +9,13 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from lakehouse_assets.defs.bronze import klines_archive
-from lakehouse_assets.defs.gapfill import klines_filled
-from lakehouse_assets.defs.silver import klines
+from lakehouse_assets.defs.klines.bronze import klines_archive
+from lakehouse_assets.defs.klines.gapfill import klines_filled
+from lakehouse_assets.defs.klines.silver import klines
 from lakehouse_assets.instruments import Instrument
-from lakehouse_assets.resources import BinanceRestResource
+from lakehouse_assets.defs.common.resources import BinanceRestResource
 from lakehouse_assets_tests.pipeline_helpers import RANGE_END, RANGE_START, resources
-from lakehouse_assets_tests.rest_server import BinanceRestServer
+from lakehouse_dev.fakes.rest_server import BinanceRestServer
 
 SPOT = Instrument("spot", "BTCUSDT")
 UM = Instrument("um", "BTCUSDT")

@@ -10,11 +10,11 @@ from typing import Any
 
 import dagster as dg
 
-from lakehouse_assets.defs.bronze import klines_archive
-from lakehouse_assets.defs.silver import klines
-from lakehouse_assets.io_manager import HiveParquetIOManager
-from lakehouse_assets.resources import BinanceArchiveResource, LakeResource, UniverseResource
-from lakehouse_assets.resources import GoldResource
+from lakehouse_assets.defs.klines.bronze import klines_archive
+from lakehouse_assets.defs.klines.silver import klines
+from lakehouse_assets.lake.io_manager import HiveParquetIOManager
+from lakehouse_assets.defs.common.resources import BinanceArchiveResource, LakeResource, UniverseResource
+from lakehouse_assets.defs.common.resources import GoldResource
 
 ASSETS = [klines_archive, klines]
 RANGE_START = "dagster/asset_partition_range_start"
@@ -97,9 +97,9 @@ def run_gold(
 ) -> dg.ExecuteInProcessResult:
     """gold/klines_resampled + gold/features (silver/klines_filled must exist): one partition if ``end``
     is None, else [start, end] as one range run, the way a backfill run executes."""
-    from lakehouse_assets.defs.gapfill import klines_filled
-    from lakehouse_assets.defs.gold import features, klines_resampled
-    from lakehouse_assets.resources import BinanceRestResource
+    from lakehouse_assets.defs.klines.gapfill import klines_filled
+    from lakehouse_assets.defs.klines.gold import features, klines_resampled
+    from lakehouse_assets.defs.common.resources import BinanceRestResource
 
     gold_assets = [klines_resampled, features]
     job = dg.define_asset_job("gold_job", selection=dg.AssetSelection.assets(*gold_assets))

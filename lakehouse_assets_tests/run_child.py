@@ -19,7 +19,7 @@ from unittest import mock
 
 
 def _install_hooks() -> None:
-    from lakehouse_assets.lake_store import LocalStore
+    from lakehouse_assets.lake.store import LocalStore
 
     hang_at = int(os.environ.get("LAKEHOUSE_TEST_HANG_AT_PUT") or 0)
     barrier = os.environ.get("LAKEHOUSE_TEST_BARRIER")

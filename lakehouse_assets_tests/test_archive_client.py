@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse_assets.archive_client import ArchiveClient, ArchiveFetchError, ArchiveNotFound, parse_checksum
-from lakehouse_assets_tests.archive_server import ArchiveServer
+from lakehouse_assets.archive.client import ArchiveClient, ArchiveFetchError, ArchiveNotFound, parse_checksum
+from lakehouse_dev.fakes.archive_server import ArchiveServer
 
 ZIP = "data/spot/daily/klines/BTCUSDT/1m/BTCUSDT-1m-2020-01-01.zip"
 ZIP_SHA256 = "dd579c62368ded93d3f01a1904575b932279e32936e181c062763e605793c1c2"

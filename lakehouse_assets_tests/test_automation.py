@@ -18,12 +18,12 @@ import polars as pl
 import pytest
 
 from lakehouse_assets import alerts
-from lakehouse_assets.archive_watch import ArchiveFeed, load_cursor, plan_requests
+from lakehouse_assets.archive.watch import ArchiveFeed, load_cursor, plan_requests
 from lakehouse_assets.defs import automation
-from lakehouse_assets.defs.bronze import klines_archive
-from lakehouse_assets.defs.silver import klines
-from lakehouse_assets.resources import AlertWebhookResource, BinanceArchiveResource, LakeResource, UniverseResource
-from lakehouse_assets_tests.archive_server import ArchiveServer
+from lakehouse_assets.defs.klines.bronze import klines_archive
+from lakehouse_assets.defs.klines.silver import klines
+from lakehouse_assets.defs.common.resources import AlertWebhookResource, BinanceArchiveResource, LakeResource, UniverseResource
+from lakehouse_dev.fakes.archive_server import ArchiveServer
 from lakehouse_assets_tests.pipeline_helpers import copy_mirror, resources, rewrite_zip_csv, run_range
 
 SPOT = "data/spot/daily/klines/BTCUSDT/1m"
@@ -226,7 +226,7 @@ def test_new_archive_flows_through_to_silver_by_automation(tmp_path, mirror, clo
 def test_automation_sensor_covers_new_downstream_assets_without_editing_them(instance):
     """A gold asset added later (no automation condition of its own) follows silver by the default condition."""
     from lakehouse_assets.definitions import defs as project_defs
-    from lakehouse_assets.partitions import daily_partitions
+    from lakehouse_assets.defs.common.partitions import daily_partitions
 
     @dg.asset(key=["gold", "probe_feature"], deps=[klines.key], partitions_def=daily_partitions)
     def probe_feature() -> None: ...

@@ -17,7 +17,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from lakehouse_assets.partitions import DAYS_PER_RUN
+from lakehouse_assets.defs.common.partitions import DAYS_PER_RUN
 
 ROOT = Path(__file__).resolve().parent.parent
 BRONZE = dg.AssetKey(["bronze", "klines_archive"])

@@ -8,13 +8,13 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from lakehouse_assets.completeness import (
+from lakehouse_assets.klines.completeness import (
     COMPLETENESS_SCHEMA,
     completeness_report,
     missing_ranges,
 )
 from lakehouse_assets.instruments import Instrument
-from lakehouse_assets.kline_parse import parse_klines_csv, parse_klines_zip
+from lakehouse_assets.klines.parse import parse_klines_csv, parse_klines_zip
 
 DATA = Path(__file__).parent / "data" / "binance" / "data"
 SPOT_BTC = Instrument("spot", "BTCUSDT")
@@ -224,7 +224,7 @@ def test_report_for_hourly_interval_ignores_other_intervals(spot_days: pl.DataFr
 
 
 def test_report_on_empty_frame() -> None:
-    from lakehouse_assets.kline_schema import empty_klines
+    from lakehouse_assets.klines.schema import empty_klines
 
     report = completeness_report(
         empty_klines(), days=[date(2024, 1, 1)], instruments=[UM_BTC, SPOT_BTC]

@@ -16,7 +16,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from lakehouse_assets_tests.archive_server import ArchiveServer
+from lakehouse_dev.fakes.archive_server import ArchiveServer
 from lakehouse_assets_tests.gapfill_helpers import (
     FILLED,
     GAPS,
@@ -133,10 +133,10 @@ def test_a_zip_whose_checksum_sibling_was_lost_in_a_crash_gets_it_back(tmp_path,
         import os, signal
         from datetime import date
         from pathlib import Path
-        from lakehouse_assets.archive_client import ArchiveClient
-        from lakehouse_assets.archive_ingest import ingest_file
+        from lakehouse_assets.archive.client import ArchiveClient
+        from lakehouse_assets.archive.download import ingest_file
         from lakehouse_assets.instruments import Instrument
-        from lakehouse_assets.lake_store import LocalStore
+        from lakehouse_assets.lake.store import LocalStore
 
         class CrashBeforeChecksum(LocalStore):
             def put_bytes(self, key, data):

@@ -24,11 +24,11 @@ from pathlib import Path
 import pytest
 
 from lakehouse_assets import alerts
-from lakehouse_assets.archive_client import ArchiveClient, ArchiveFetchError
+from lakehouse_assets.archive.client import ArchiveClient, ArchiveFetchError
 from lakehouse_assets.instruments import Instrument
-from lakehouse_assets.rest_klines import RestKlinesClient, RestSettings
-from lakehouse_assets_tests.archive_server import ArchiveServer
-from lakehouse_assets_tests.rest_server import BinanceRestServer
+from lakehouse_assets.klines.rest import RestKlinesClient, RestSettings
+from lakehouse_dev.fakes.archive_server import ArchiveServer
+from lakehouse_dev.fakes.rest_server import BinanceRestServer
 
 ROOT = Path(__file__).resolve().parent.parent
 ZIP = "data/spot/daily/klines/BTCUSDT/1m/BTCUSDT-1m-2020-01-01.zip"
@@ -94,7 +94,7 @@ def test_trickled_checksum_and_head_probe_are_bounded(archive_server: ArchiveSer
 _BRONZE_CHILD = """
 import sys
 import dagster as dg
-from lakehouse_assets.resources import BinanceArchiveResource
+from lakehouse_assets.defs.common.resources import BinanceArchiveResource
 from lakehouse_assets_tests.pipeline_helpers import failure_text, resources, run_range
 
 lake, url = sys.argv[1:]

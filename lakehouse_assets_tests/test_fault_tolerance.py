@@ -21,9 +21,9 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from lakehouse_assets.lake_store import LocalStore, open_store
-from lakehouse_assets.sql import query
-from lakehouse_assets_tests.archive_server import ArchiveServer
+from lakehouse_assets.lake.store import LocalStore, open_store
+from lakehouse_assets.lake.sql import query
+from lakehouse_dev.fakes.archive_server import ArchiveServer
 from lakehouse_assets_tests.pipeline_helpers import failure_text, resources, run_range
 from lakehouse_assets_tests.s3_fault_proxy import S3FaultProxy
 
@@ -180,8 +180,8 @@ def s3_lake(s3_endpoint) -> Iterator[tuple[str, S3FaultProxy]]:
 
 
 def s3_resources(storage: str, endpoint: str, archive_url: str, *, attempts: int, timeout: int = 2) -> dict:
-    from lakehouse_assets.io_manager import HiveParquetIOManager
-    from lakehouse_assets.resources import LakeResource
+    from lakehouse_assets.lake.io_manager import HiveParquetIOManager
+    from lakehouse_assets.defs.common.resources import LakeResource
 
     res = resources(storage, archive_url, "spot:BTCUSDT", s3_endpoint_url=endpoint)
     lake = LakeResource(storage=storage, s3_endpoint_url=endpoint, s3_max_attempts=attempts, s3_timeout_seconds=timeout)
@@ -244,7 +244,7 @@ def test_archive_faults_through_the_pipeline_are_absorbed(tmp_path, sample_mirro
         server.inject("BTCUSDT-1m-2020-01-02.zip", truncate=True, methods=("GET",))
         server.inject("BTCUSDT-1m-2020-01-03.zip", delay=2.5, methods=("GET",))
         res = resources(str(tmp_path / "lake"), server.base_url, "spot:BTCUSDT")
-        from lakehouse_assets.resources import BinanceArchiveResource
+        from lakehouse_assets.defs.common.resources import BinanceArchiveResource
 
         res["archive"] = BinanceArchiveResource(base_url=server.base_url, backoff_seconds=0.01, max_attempts=3,
                                                 timeout_seconds=1.0)
@@ -277,7 +277,7 @@ def test_archive_outage_longer_than_the_client_retries_is_retried_by_the_step_po
 
 
 def test_network_steps_have_an_exponential_retry_policy():
-    from lakehouse_assets.defs.bronze import klines_archive
+    from lakehouse_assets.defs.klines.bronze import klines_archive
 
     policy = klines_archive.op.retry_policy
     assert policy.backoff == dg.Backoff.EXPONENTIAL and policy.max_retries >= 2 and policy.delay >= 1

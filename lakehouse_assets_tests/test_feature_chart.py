@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 
 import polars as pl
 
-from lakehouse_assets.feature_chart import MAX_POINTS, chart_markdown, chart_svg
-from lakehouse_assets.indicators import compute_features
+from lakehouse_assets.klines.chart import MAX_POINTS, chart_markdown, chart_svg
+from lakehouse_assets.klines.indicators import compute_features
 from lakehouse_assets_tests.test_indicators import hourly, minutes_spot
 
 SVG = "{http://www.w3.org/2000/svg}"

@@ -23,7 +23,7 @@ from lakehouse_assets_tests.funding_helpers import (
     read_table,
     run_funding,
 )
-from lakehouse_assets_tests.funding_routes import add_funding_routes
+from lakehouse_dev.fakes.funding_routes import add_funding_routes
 from lakehouse_assets_tests.pipeline_helpers import failure_text, rewrite_zip_csv, write_checksum
 
 

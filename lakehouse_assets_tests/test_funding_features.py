@@ -12,10 +12,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from lakehouse_assets.funding_features import FUNDING_FEATURE_COLUMNS, add_funding_features
-from lakehouse_assets.funding_parse import parse_funding_month_zip
-from lakehouse_assets.funding_schema import UTC_MS
-from lakehouse_assets.funding_transforms import snap_events
+from lakehouse_assets.funding.features import FUNDING_FEATURE_COLUMNS, add_funding_features
+from lakehouse_assets.funding.parse import parse_funding_month_zip
+from lakehouse_assets.funding.schema import UTC_MS
+from lakehouse_assets.funding.transforms import snap_events
 from lakehouse_assets.instruments import Instrument
 
 MONTH_ZIP = Path(__file__).parent / "data/binance/data/futures/um/monthly/fundingRate/BTCUSDT/BTCUSDT-fundingRate-2026-04.zip"

@@ -15,10 +15,10 @@ import polars as pl
 import pytest
 
 from lakehouse_assets.defs import automation
-from lakehouse_assets.defs import funding as funding_defs
-from lakehouse_assets.funding_features import add_funding_features
-from lakehouse_assets.io_manager import write_partitions
-from lakehouse_assets.lake_store import LocalStore
+from lakehouse_assets.defs.funding import assets as funding_defs
+from lakehouse_assets.funding.features import add_funding_features
+from lakehouse_assets.lake.io_manager import write_partitions
+from lakehouse_assets.lake.store import LocalStore
 from lakehouse_assets_tests.funding_helpers import (
     FUNDING_DIR,
     MONTH_ZIP,

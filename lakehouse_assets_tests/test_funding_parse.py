@@ -15,17 +15,17 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from lakehouse_assets.archive_client import parse_checksum
-from lakehouse_assets.funding_parse import (
+from lakehouse_assets.archive.client import parse_checksum
+from lakehouse_assets.funding.parse import (
     BINANCE_DEFAULT_INTERVAL_HOURS,
     parse_funding_month_csv,
     parse_funding_month_zip,
     parse_funding_rest_payload,
 )
-from lakehouse_assets.funding_schema import RAW_FUNDING_SCHEMA, SILVER_FUNDING_SCHEMA
-from lakehouse_assets.funding_transforms import snap_events
+from lakehouse_assets.funding.schema import RAW_FUNDING_SCHEMA, SILVER_FUNDING_SCHEMA
+from lakehouse_assets.funding.transforms import snap_events
 from lakehouse_assets.instruments import Instrument
-from lakehouse_assets.kline_parse import ArchiveFileError
+from lakehouse_assets.klines.parse import ArchiveFileError
 
 DATA = Path(__file__).parent / "data" / "binance" / "data"
 MONTH_ZIP = DATA / "futures/um/monthly/fundingRate/BTCUSDT/BTCUSDT-fundingRate-2026-04.zip"

@@ -15,8 +15,8 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from lakehouse_assets.lake_store import LocalStore
-from lakehouse_assets.sql import query
+from lakehouse_assets.lake.store import LocalStore
+from lakehouse_assets.lake.sql import query
 from lakehouse_assets_tests.funding_helpers import (
     FUNDING_DIR,
     MONTH_ZIP,
@@ -27,7 +27,7 @@ from lakehouse_assets_tests.funding_helpers import (
     read_table,
     run_funding,
 )
-from lakehouse_assets_tests.funding_routes import add_funding_routes
+from lakehouse_dev.fakes.funding_routes import add_funding_routes
 
 PUBLISHED_SHA256 = "51cdeb4de7d5ef1d4eece80b6115e391bdf7a2d0803bf9ad8371ab23340b22d3"
 STORED = f"bronze/binance/{FUNDING_DIR}/{MONTH_ZIP}"

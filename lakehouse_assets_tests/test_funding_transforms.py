@@ -13,15 +13,15 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from lakehouse_assets.funding_parse import parse_funding_month_zip
-from lakehouse_assets.funding_quality import (
+from lakehouse_assets.funding.parse import parse_funding_month_zip
+from lakehouse_assets.funding.quality import (
     DEFAULT_RATE_CAP,
     parse_rate_caps,
     validate_fundings_per_day,
     validate_silver_funding,
 )
-from lakehouse_assets.funding_schema import SILVER_FUNDING_SCHEMA, UTC_MS
-from lakehouse_assets.funding_transforms import fill_intervals, slot_report, snap_events, within_days
+from lakehouse_assets.funding.schema import SILVER_FUNDING_SCHEMA, UTC_MS
+from lakehouse_assets.funding.transforms import fill_intervals, slot_report, snap_events, within_days
 from lakehouse_assets.instruments import Instrument
 
 DATA = Path(__file__).parent / "data" / "binance" / "data"

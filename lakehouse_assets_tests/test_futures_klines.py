@@ -15,8 +15,8 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from lakehouse_assets.lake_store import LocalStore
-from lakehouse_assets.sql import query
+from lakehouse_assets.lake.store import LocalStore
+from lakehouse_assets.lake.sql import query
 from lakehouse_assets_tests.pipeline_helpers import resources, run_range
 
 

@@ -15,9 +15,9 @@ import polars as pl
 import pytest
 
 from lakehouse_assets.instruments import Instrument
-from lakehouse_assets.lake_store import LocalStore
-from lakehouse_assets.sql import query
-from lakehouse_assets_tests.archive_server import ArchiveServer
+from lakehouse_assets.lake.store import LocalStore
+from lakehouse_assets.lake.sql import query
+from lakehouse_dev.fakes.archive_server import ArchiveServer
 from lakehouse_assets_tests.gapfill_helpers import (
     CM,
     FILLED,
@@ -31,7 +31,7 @@ from lakehouse_assets_tests.gapfill_helpers import (
     table,
 )
 from lakehouse_assets_tests.pipeline_helpers import copy_mirror, rewrite_zip_csv, run_range
-from lakehouse_assets_tests.rest_server import BinanceRestServer
+from lakehouse_dev.fakes.rest_server import BinanceRestServer
 from lakehouse_assets_tests.test_kline_gapfill import real_day, utc
 
 

@@ -19,8 +19,8 @@ import polars as pl
 import pytest
 import talib
 
-from lakehouse_assets.indicators import TALIB_COLUMNS
-from lakehouse_assets.resources import GoldResource
+from lakehouse_assets.klines.indicators import TALIB_COLUMNS
+from lakehouse_assets.defs.common.resources import GoldResource
 from lakehouse_assets_tests.conftest import SAMPLE_DATA
 from lakehouse_assets_tests.gapfill_helpers import SPOT, gapfill_config, gapfill_resources, remove_minutes, run_gapfill
 from lakehouse_assets_tests.pipeline_helpers import (
@@ -31,7 +31,7 @@ from lakehouse_assets_tests.pipeline_helpers import (
     run_gold,
     run_range,
 )
-from lakehouse_assets_tests.rest_server import BinanceRestServer
+from lakehouse_dev.fakes.rest_server import BinanceRestServer
 from lakehouse_assets_tests.test_indicators import assert_matches
 
 DAYS = ["2020-01-01", "2020-01-02", "2020-01-03"]
@@ -252,7 +252,7 @@ def test_feature_interval_that_is_not_resampled_is_refused(
 
 def test_gold_assets_are_wired_to_one_source_with_declared_lookbacks() -> None:
     from lakehouse_assets.definitions import defs
-    from lakehouse_assets.defs.gold import (
+    from lakehouse_assets.defs.klines.gold import (
         GOLD_FEATURES,
         GOLD_RESAMPLED,
         KLINES_SOURCE,
@@ -277,8 +277,8 @@ def test_gold_stops_at_yesterday_while_its_input_has_today() -> None:
     """klines_filled has today's (REST-only, growing) partition; gold's partitions end at yesterday, and
     the mappings between the two partitionings hold for a day, a range, the lookback, and today."""
     from lakehouse_assets.definitions import defs
-    from lakehouse_assets.defs.gold import GOLD_FEATURES, GOLD_RESAMPLED, KLINES_SOURCE
-    from lakehouse_assets.partitions import daily_partitions, daily_partitions_with_today
+    from lakehouse_assets.defs.klines.gold import GOLD_FEATURES, GOLD_RESAMPLED, KLINES_SOURCE
+    from lakehouse_assets.defs.common.partitions import daily_partitions, daily_partitions_with_today
 
     graph = (defs() if callable(defs) else defs).resolve_asset_graph()
     gold_def, source_def = graph.get(GOLD_FEATURES).partitions_def, graph.get(KLINES_SOURCE).partitions_def
@@ -440,11 +440,11 @@ def test_automation_builds_gold_after_the_gap_fill_and_never_for_today() -> None
     gap-fill has its own partitions, so it runs separately, and gold waits for it); hourly refreshes of
     today's klines_filled start nothing in gold; a re-filled day re-runs that day and the days reading it."""
     from lakehouse_assets.defs import automation
-    from lakehouse_assets.defs.bronze import klines_archive
-    from lakehouse_assets.defs.gapfill import KLINE_GAPS, KLINES_FILLED, klines_filled
-    from lakehouse_assets.defs.gold import GOLD_FEATURES, GOLD_RESAMPLED, features, klines_resampled
-    from lakehouse_assets.defs.silver import klines
-    from lakehouse_assets.resources import BinanceRestResource
+    from lakehouse_assets.defs.klines.bronze import klines_archive
+    from lakehouse_assets.defs.klines.gapfill import KLINE_GAPS, KLINES_FILLED, klines_filled
+    from lakehouse_assets.defs.klines.gold import GOLD_FEATURES, GOLD_RESAMPLED, features, klines_resampled
+    from lakehouse_assets.defs.klines.silver import klines
+    from lakehouse_assets.defs.common.resources import BinanceRestResource
 
     follow = automation.follow_upstream()
     followers = dg.map_asset_specs(

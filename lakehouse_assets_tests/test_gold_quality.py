@@ -7,14 +7,14 @@ from datetime import UTC, datetime
 import polars as pl
 import pytest
 
-from lakehouse_assets.gold_quality import (
+from lakehouse_assets.klines.gold_quality import (
     FEATURE_CHECK_DESCRIPTIONS,
     RESAMPLED_CHECK_DESCRIPTIONS,
     validate_features,
     validate_resampled,
 )
-from lakehouse_assets.indicators import compute_features
-from lakehouse_assets.resample import resample_klines
+from lakehouse_assets.klines.indicators import compute_features
+from lakehouse_assets.klines.resample import resample_klines
 from lakehouse_assets_tests.test_indicators import hourly
 from lakehouse_assets_tests.test_resample import ohlcv_only, um_day
 

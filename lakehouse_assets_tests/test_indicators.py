@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 import talib
 
-from lakehouse_assets.indicators import (
+from lakehouse_assets.klines.indicators import (
     FEATURES_SCHEMA,
     TALIB_COLUMNS,
     WARMUP_BARS,
@@ -23,7 +23,7 @@ from lakehouse_assets.indicators import (
     lookback_days,
 )
 from lakehouse_assets.instruments import Instrument
-from lakehouse_assets.kline_parse import parse_klines_csv, parse_klines_zip
+from lakehouse_assets.klines.parse import parse_klines_csv, parse_klines_zip
 
 DATA = Path(__file__).parent / "data" / "binance" / "data"
 SPOT_1H = DATA / "spot/monthly/klines/BTCUSDT/1h"

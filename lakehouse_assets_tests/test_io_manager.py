@@ -11,8 +11,8 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from lakehouse_assets.io_manager import EMPTY_FILE, scan_partitions, write_partitions
-from lakehouse_assets.lake_store import LocalStore
+from lakehouse_assets.lake.io_manager import EMPTY_FILE, scan_partitions, write_partitions
+from lakehouse_assets.lake.store import LocalStore
 from lakehouse_assets_tests.pipeline_helpers import resources, run_range
 
 DATA = Path(__file__).parent / "data" / "binance"
@@ -85,7 +85,7 @@ def test_exact_mode_removes_what_the_run_no_longer_has_and_keeps_the_schema(tmp_
 
 def test_a_lake_path_with_glob_characters_reads_exactly_that_lake(tmp_path):
     """'lake[1]' is a path, not a pattern: neither Polars loads nor DuckDB SQL may read a sibling 'lake1'."""
-    from lakehouse_assets.sql import query
+    from lakehouse_assets.lake.sql import query
 
     for name, rows in (("lake[1]", 3), ("lake1", 5), ("lake*x", 2), ("lakeAx", 4)):
         write_partitions(LocalStore(tmp_path / name), "silver/t", real_rows("2020-01-01", rows),
@@ -109,7 +109,7 @@ def test_a_killed_writers_temp_file_is_swept_on_the_next_write(tmp_path):
     child = textwrap.dedent(f"""
         import os, signal, sys
         from pathlib import Path
-        import lakehouse_assets.lake_store as ls
+        import lakehouse_assets.lake.store as ls
         real_replace = os.replace
         def die_before_rename(src, dst):
             print("written", flush=True)

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from lakehouse_assets.instruments import Instrument
-from lakehouse_assets.kline_gapfill import (
+from lakehouse_assets.klines.gapfill import (
     KLINE_GAPS_SCHEMA,
     REASON_DISABLED,
     Hole,
@@ -21,9 +21,9 @@ from lakehouse_assets.kline_gapfill import (
     plan_fetch_windows,
     validation_view,
 )
-from lakehouse_assets.kline_parse import parse_klines_csv, parse_klines_zip
+from lakehouse_assets.klines.parse import parse_klines_csv, parse_klines_zip
 from lakehouse_assets.quality import validate_silver_klines
-from lakehouse_assets.rest_klines import ohlcv_rows_to_silver
+from lakehouse_assets.klines.rest import ohlcv_rows_to_silver
 
 DATA = Path(__file__).parent / "data" / "binance" / "data"
 SPOT = Instrument("spot", "BTCUSDT")

@@ -17,15 +17,15 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from lakehouse_assets import kline_parse
+from lakehouse_assets.klines import parse as kline_parse
 from lakehouse_assets.instruments import Instrument, coinm_contract_size_usd
-from lakehouse_assets.kline_parse import (
+from lakehouse_assets.klines.parse import (
     ArchiveFileError,
     ParsedKlines,
     parse_klines_csv,
     parse_klines_zip,
 )
-from lakehouse_assets.kline_schema import (
+from lakehouse_assets.klines.schema import (
     SILVER_KLINES_SCHEMA,
     empty_klines,
     interval_to_timedelta,

@@ -20,9 +20,9 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from lakehouse_assets.funding_parse import parse_funding_month_zip
+from lakehouse_assets.funding.parse import parse_funding_month_zip
 from lakehouse_assets.instruments import Instrument
-from lakehouse_assets.kline_parse import ArchiveFileError, parse_klines_csv, parse_klines_zip
+from lakehouse_assets.klines.parse import ArchiveFileError, parse_klines_csv, parse_klines_zip
 from lakehouse_assets_tests.pipeline_helpers import copy_mirror, failure_text, resources, rewrite_zip_csv, run_range
 from lakehouse_assets_tests.pipeline_helpers import write_checksum
 
@@ -207,7 +207,7 @@ def test_conflicting_rows_raise_their_own_error_class_which_survives_pickling() 
     # A REST fetch fails just its window on this class; a multiprocess executor pickles it.
     import pickle
 
-    from lakehouse_assets.kline_parse import ConflictingRowsError
+    from lakehouse_assets.klines.parse import ConflictingRowsError
 
     csv = csv_of(SPOT_CSV)
     rows = csv.split(b"\n")
@@ -267,7 +267,7 @@ def test_an_overflow_in_a_header_file_counts_the_header_line() -> None:
 
 
 def test_a_zip_bomb_is_refused_from_its_declared_size_without_inflating() -> None:
-    from lakehouse_assets.zip_limits import ZipLimits
+    from lakehouse_assets.archive.zip_limits import ZipLimits
 
     bomb = zeros_zip("BTCUSDT-1m-2020-01-01.csv", 8 * MIB)  # ~33 KB on disk
     peak, raised = peak_bytes(
@@ -341,7 +341,7 @@ def test_a_member_compressed_without_an_output_bound_is_refused() -> None:
 
 
 def test_funding_zips_have_the_same_limits() -> None:
-    from lakehouse_assets.zip_limits import ZipLimits
+    from lakehouse_assets.archive.zip_limits import ZipLimits
 
     real = (DATA / FUNDING_ZIP).read_bytes()
     kwargs = {"instrument": UM, "month": "2026-04", "file_name": "BTCUSDT-fundingRate-2026-04.zip"}
@@ -382,7 +382,7 @@ def test_silver_refuses_a_bronze_zip_over_the_cap_naming_file_day_and_symbol(
 
 
 def test_zip_limits_must_be_positive() -> None:
-    from lakehouse_assets.zip_limits import ZipLimits
+    from lakehouse_assets.archive.zip_limits import ZipLimits
 
     with pytest.raises(ValueError, match="max_member_bytes must be >= 1, got 0"):
         ZipLimits(max_member_bytes=0)

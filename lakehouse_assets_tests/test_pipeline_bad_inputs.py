@@ -10,7 +10,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from lakehouse_assets_tests.archive_server import ArchiveServer
+from lakehouse_dev.fakes.archive_server import ArchiveServer
 from lakehouse_assets_tests.pipeline_helpers import (
     copy_mirror,
     failure_text,

@@ -25,9 +25,9 @@ import dagster as dg
 import pytest
 import yaml
 
-from lakehouse_assets.lake_store import open_store
-from lakehouse_assets.sql import query
-from lakehouse_assets_tests.archive_server import ArchiveServer
+from lakehouse_assets.lake.store import open_store
+from lakehouse_assets.lake.sql import query
+from lakehouse_dev.fakes.archive_server import ArchiveServer
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

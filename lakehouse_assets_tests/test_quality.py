@@ -10,8 +10,8 @@ import pytest
 from pandera.config import ValidationDepth, config_context
 
 from lakehouse_assets.instruments import Instrument
-from lakehouse_assets.kline_parse import parse_klines_csv, parse_klines_zip
-from lakehouse_assets.kline_schema import SILVER_KLINES_SCHEMA, empty_klines
+from lakehouse_assets.klines.parse import parse_klines_csv, parse_klines_zip
+from lakehouse_assets.klines.schema import SILVER_KLINES_SCHEMA, empty_klines
 from lakehouse_assets.quality import CHECK_DESCRIPTIONS, CheckOutcome, validate_silver_klines
 
 DATA = Path(__file__).parent / "data" / "binance" / "data"

@@ -14,8 +14,8 @@ import polars as pl
 import pytest
 
 from lakehouse_assets.instruments import Instrument
-from lakehouse_assets.kline_parse import parse_klines_csv, parse_klines_zip
-from lakehouse_assets.resample import RESAMPLED_SCHEMA, parse_intervals, resample_klines
+from lakehouse_assets.klines.parse import parse_klines_csv, parse_klines_zip
+from lakehouse_assets.klines.resample import RESAMPLED_SCHEMA, parse_intervals, resample_klines
 
 DATA = Path(__file__).parent / "data" / "binance" / "data"
 UM_1M = DATA / "futures/um/daily/klines/BTCUSDT/1m/BTCUSDT-1m-2022-04-08.csv"
@@ -224,7 +224,7 @@ def test_mixed_sources_are_labelled_mixed() -> None:
 
 def ohlcv_only(frame: pl.DataFrame, when: pl.Expr) -> pl.DataFrame:
     """Real minutes as the gap-fill stores them from an OHLCV-only REST source: the volume details unknown."""
-    from lakehouse_assets.kline_gapfill import UNKNOWN_WITHOUT_FULL_KLINES
+    from lakehouse_assets.klines.gapfill import UNKNOWN_WITHOUT_FULL_KLINES
 
     return frame.with_columns(
         *(pl.when(when).then(None).otherwise(pl.col(c)).alias(c) for c in UNKNOWN_WITHOUT_FULL_KLINES),

@@ -16,11 +16,11 @@ import polars as pl
 import pytest
 
 from lakehouse_assets.instruments import MARKETS
-from lakehouse_assets.rest_klines import RestKlinesClient, RestSettings
-from lakehouse_assets_tests.archive_server import ArchiveServer
+from lakehouse_assets.klines.rest import RestKlinesClient, RestSettings
+from lakehouse_dev.fakes.archive_server import ArchiveServer
 from lakehouse_assets_tests.gapfill_helpers import FILLED, GAPS, SPOT, gapfill_resources, remove_minutes, run_gapfill, table
 from lakehouse_assets_tests.pipeline_helpers import copy_mirror, rewrite_zip_csv, run_range
-from lakehouse_assets_tests.rest_server import BinanceRestServer
+from lakehouse_dev.fakes.rest_server import BinanceRestServer
 from lakehouse_assets_tests.test_kline_gapfill import real_day, utc, without
 
 HIGH, CLOSE, VOLUME = 2, 4, 5  # positions in a Binance kline row

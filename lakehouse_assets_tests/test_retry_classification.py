@@ -15,19 +15,19 @@ import dagster as dg
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from lakehouse_assets.archive_client import ArchiveFetchError
-from lakehouse_assets.lake_store import LakeObjectNotFound, LakeStorageError
-from lakehouse_assets.retries import is_transient, nominal_delays
+from lakehouse_assets.archive.client import ArchiveFetchError
+from lakehouse_assets.lake.store import LakeObjectNotFound, LakeStorageError
+from lakehouse_assets.defs.common.retries import is_transient, nominal_delays
 from lakehouse_assets.settings import ConfigError
-from lakehouse_assets_tests.archive_server import ArchiveServer
+from lakehouse_dev.fakes.archive_server import ArchiveServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_step_retry_delays_are_the_documented_30_90_210_seconds() -> None:
     """Dagster's EXPONENTIAL backoff waits (2**n - 1) * d, and PLUS_MINUS jitter adds up to +/- d."""
-    from lakehouse_assets.defs.bronze import klines_archive
-    from lakehouse_assets.defs.funding import funding_archive
+    from lakehouse_assets.defs.klines.bronze import klines_archive
+    from lakehouse_assets.defs.funding.assets import funding_archive
 
     for asset in (klines_archive, funding_archive):
         policy = asset.op.retry_policy
@@ -42,7 +42,7 @@ def test_step_retry_delays_are_the_documented_30_90_210_seconds() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert "30 s, 90 s and 210 s (each ± 30 s)" in readme
     assert "30 s, 60 s, 120 s" not in readme
-    assert "30 s, 90 s and 210 s" in (ROOT / "lakehouse_assets/retries.py").read_text(encoding="utf-8")
+    assert "30 s, 90 s and 210 s" in (ROOT / "lakehouse_assets/defs/common/retries.py").read_text(encoding="utf-8")
 
 
 def _client_error(status: int, code: str) -> ClientError:

@@ -13,8 +13,8 @@ import boto3
 import dagster as dg
 import pytest
 
-from lakehouse_assets.lake_store import open_store
-from lakehouse_assets.sql import query
+from lakehouse_assets.lake.store import open_store
+from lakehouse_assets.lake.sql import query
 from lakehouse_assets_tests.pipeline_helpers import failure_text, run_range
 from lakehouse_assets_tests.s3_fault_proxy import S3FaultProxy
 from lakehouse_assets_tests.test_fault_tolerance import EXPECTED, s3_resources

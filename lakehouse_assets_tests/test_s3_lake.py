@@ -11,8 +11,8 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from lakehouse_assets.lake_store import S3Store, open_store
-from lakehouse_assets.sql import query
+from lakehouse_assets.lake.store import S3Store, open_store
+from lakehouse_assets.lake.sql import query
 from lakehouse_assets_tests.pipeline_helpers import definitions, resources, run_range
 
 

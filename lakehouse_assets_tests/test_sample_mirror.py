@@ -7,8 +7,8 @@ import io
 import zipfile
 from pathlib import Path
 
-from lakehouse_assets.archive_client import parse_checksum
-from lakehouse_assets.sample_mirror import FIXTURE_NOTE_NAME, build_sample_mirror
+from lakehouse_assets.archive.client import parse_checksum
+from lakehouse_dev.fixtures.sample_mirror import FIXTURE_NOTE_NAME, build_sample_mirror
 from lakehouse_assets_tests.conftest import SAMPLE_DATA
 
 CSV_ONLY_DAILY = {

@@ -29,10 +29,10 @@ import polars as pl
 import pytest
 
 from lakehouse_assets.redact import redact_exception, redact_text, redact_url, url_host
-from lakehouse_assets.sample_mirror import build_sample_mirror
-from lakehouse_assets_tests.archive_server import ArchiveServer
+from lakehouse_dev.fixtures.sample_mirror import build_sample_mirror
+from lakehouse_dev.fakes.archive_server import ArchiveServer
 from lakehouse_assets_tests.conftest import SAMPLE_DATA
-from lakehouse_assets_tests.rest_server import BinanceRestServer
+from lakehouse_dev.fakes.rest_server import BinanceRestServer
 
 ROOT = Path(__file__).resolve().parent.parent
 DAGSTER = Path(sys.executable).parent / "dagster"
@@ -102,7 +102,7 @@ def test_rest_client_keeps_credentials_out_of_describe_errors_and_debug_logs(
     from datetime import UTC, datetime
 
     from lakehouse_assets.instruments import Instrument
-    from lakehouse_assets.rest_klines import RestKlinesClient, RestSettings
+    from lakehouse_assets.klines.rest import RestKlinesClient, RestSettings
 
     caplog.set_level(logging.DEBUG)
     url = _with_credentials(rest_server.base_url, REST_USER, REST_PASSWORD)

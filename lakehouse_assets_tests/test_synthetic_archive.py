@@ -14,9 +14,9 @@ from pathlib import Path
 
 import polars as pl
 
-from lakehouse_assets.archive_client import ArchiveClient, parse_checksum
+from lakehouse_assets.archive.client import ArchiveClient, parse_checksum
 from lakehouse_assets.instruments import Instrument
-from lakehouse_assets.synthetic_archive import write_synthetic_mirror
+from lakehouse_dev.fixtures.synthetic_archive import write_synthetic_mirror
 
 INSTRUMENTS = [Instrument("spot", "BTCUSDT"), Instrument("um", "ETHUSDT")]
 DAYS = [date(2024, 2, 28), date(2024, 2, 29), date(2024, 3, 1)]

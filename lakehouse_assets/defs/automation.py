@@ -26,14 +26,14 @@ import dagster as dg
 
 from lakehouse_assets import settings
 from lakehouse_assets.alerts import FailedRun, build_payload, post_alert
-from lakehouse_assets.archive_client import ArchiveClient
-from lakehouse_assets.archive_watch import ArchiveFeed, fingerprint, plan_requests, watched_days
-from lakehouse_assets.freshness import DEFAULT_MAX_AGE, freshness_report
+from lakehouse_assets.archive.client import ArchiveClient
+from lakehouse_assets.archive.watch import ArchiveFeed, fingerprint, plan_requests, watched_days
+from lakehouse_assets.lake.freshness import DEFAULT_MAX_AGE, freshness_report
 from lakehouse_assets.instruments import Instrument
-from lakehouse_assets.io_manager import table_prefix
-from lakehouse_assets.partitions import START_DATE
-from lakehouse_assets.resources import AlertWebhookResource, BinanceArchiveResource, LakeResource, UniverseResource
-from lakehouse_assets.ui_metadata import markdown_table
+from lakehouse_assets.lake.io_manager import table_prefix
+from lakehouse_assets.defs.common.partitions import START_DATE
+from lakehouse_assets.defs.common.resources import AlertWebhookResource, BinanceArchiveResource, LakeResource, UniverseResource
+from lakehouse_assets.defs.common.metadata import markdown_table
 
 BRONZE_KLINES = dg.AssetKey(["bronze", "klines_archive"])
 SILVER_KLINES = dg.AssetKey(["silver", "klines"])

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from lakehouse_assets.resources import default_resources
+from lakehouse_assets.defs.common.resources import default_resources
 
 
 @dg.definitions

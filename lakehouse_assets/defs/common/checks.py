@@ -1,0 +1,55 @@
+"""One way to turn a quality outcome into what the UI shows, and to refuse a write it blocks.
+
+Every layer validates *before* writing: the check results are yielded (so the UI records them with
+their failing rows), and a failed blocking rule then fails the step without retry, so bad rows are
+never persisted and downstream does not run.
+"""
+
+import dagster as dg
+import polars as pl
+
+from lakehouse_assets.quality import CheckOutcome
+from lakehouse_assets.defs.common.metadata import markdown_table
+
+
+def check_result(
+    outcome: CheckOutcome,
+    *,
+    asset_key: dg.AssetKey | None = None,
+    severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
+) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        asset_key=asset_key,
+        check_name=outcome.name,
+        passed=outcome.passed,
+        severity=severity,
+        description=outcome.description,
+        metadata={
+            "failing_rows": outcome.failures.height,
+            "failures_by_day": dg.MetadataValue.md(markdown_table(outcome.failures_by_day)),
+            "sample_failures": dg.MetadataValue.md(markdown_table(outcome.failures, limit=20)),
+        },
+    )
+
+
+def raise_if_blocked(table: str, outcomes: list[CheckOutcome]) -> None:
+    """Fail the step naming, per failed rule, the days and instruments affected (a range run has one check
+    evaluation, so the message is where a user reads which day to fix)."""
+    failed = [o for o in outcomes if not o.passed]
+    if not failed:
+        return
+    lines = []
+    for outcome in failed:
+        where = ", ".join(
+            f"{r['date']} {r['market']}:{r['symbol']} ({r['failing_rows']} rows)"
+            for r in outcome.failures_by_day.head(10).iter_rows(named=True)
+        )
+        rules = ""
+        if "rule" in outcome.failures.columns:
+            rules = ", ".join(sorted(set(outcome.failures["rule"].cast(pl.String).drop_nulls().to_list()))[:5])
+        lines.append(f"{outcome.name} [{rules}]: {where or 'frame-wide failure'}")
+    raise dg.Failure(
+        description=f"{table} not written: blocking checks failed\n" + "\n".join(lines),
+        metadata={o.name: dg.MetadataValue.md(markdown_table(o.failures, limit=20)) for o in failed},
+        allow_retries=False,
+    )

@@ -1,0 +1,393 @@
+"""gold/klines_resampled and gold/features: exchange-exact higher intervals and TA-Lib-exact features.
+
+Both are daily-partitioned like silver and range-aware (a backfill run covers up to
+LAKEHOUSE_DAYS_PER_RUN days). The input 1m table is ONE constant, ``KLINES_SOURCE``: the
+gap-filled silver/klines_filled, so a minute missing from the archive but served by the
+exchange's REST API is in gold too, and the bars and features equal those of a complete archive.
+
+Gold has no partition for the running UTC day although klines_filled has one (REST-only, growing
+hourly): a gold partition is a closed day, whose 1d bar, 24h windows and charts no longer change.
+The mappings below handle the two partitionings (today's klines_filled feeds no gold partition).
+
+gold/features reads a lookback window before its own days so that recursive indicators (RSI,
+ATR, MACD) at the start of day D equal a run over the whole contiguous history (see
+indicators.py and the README): 1 day of 1m bars from klines_filled for the 1m features, and for
+the longer intervals the already-aggregated bars of gold/klines_resampled, because 600 daily bars
+are 600 small rows there but 864,000 rows of 1m klines in silver.
+"""
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import polars as pl
+
+from lakehouse_assets import settings
+from lakehouse_assets.klines.chart import chart_markdown, chart_svg
+from lakehouse_assets.klines.gold_quality import (
+    FEATURE_CHECK_DESCRIPTIONS,
+    RESAMPLED_CHECK_DESCRIPTIONS,
+    validate_features,
+    validate_resampled,
+)
+from lakehouse_assets.klines.indicators import FEATURES_SCHEMA, TALIB_COLUMNS, features_for_window, lookback_days, segments
+from lakehouse_assets.instruments import Instrument
+from lakehouse_assets.lake.io_manager import SCOPE_KEY
+from lakehouse_assets.klines.schema import INTERVAL_MS
+from lakehouse_assets.defs.common.partitions import daily_partitions, range_backfill_policy, window_days
+from lakehouse_assets.defs.common.checks import check_result, raise_if_blocked
+from lakehouse_assets.klines.resample import RESAMPLED_SCHEMA, SOURCE_INTERVAL, resample_klines
+from lakehouse_assets.defs.common.resources import GoldResource, UniverseResource
+from lakehouse_assets.defs.common.selection import InstrumentSelection, select_instruments
+from lakehouse_assets.defs.common.metadata import markdown_table
+
+# The 1m input of the gold layer: the canonical, gap-filled series (source 'archive' or 'rest'). Its
+# partitions include today (daily_partitions_with_today); gold's stop at yesterday (see the README).
+KLINES_SOURCE = dg.AssetKey(["silver", "klines_filled"])
+
+GOLD_RESAMPLED = dg.AssetKey(["gold", "klines_resampled"])
+GOLD_FEATURES = dg.AssetKey(["gold", "features"])
+
+DEFAULT_FEATURE_INTERVALS = "1m,1h,1d"
+# The lookback is part of the asset graph, so it is fixed when the code location loads: from
+# LAKEHOUSE_FEATURE_INTERVALS as set then. A run whose GoldResource asks for intervals needing a
+# longer lookback fails with a message instead of computing from too little history.
+_DECLARED_FEATURE_INTERVALS: list[str] = settings.get("LAKEHOUSE_FEATURE_INTERVALS")
+MINUTE_LOOKBACK_DAYS = lookback_days(SOURCE_INTERVAL)
+RESAMPLED_LOOKBACK_DAYS = max(
+    (lookback_days(i) for i in _DECLARED_FEATURE_INTERVALS if i != SOURCE_INTERVAL), default=0
+)
+
+CHART_MAX_BARS = 2_000
+_BAR_COLUMNS = ["market", "symbol", "interval", "open_time", "high", "low", "close", "volume", "quote_volume"]
+
+
+def _instrument_keys(instruments: list[Instrument]) -> pl.LazyFrame:
+    return pl.LazyFrame(
+        {"market": [i.market for i in instruments], "symbol": [i.symbol for i in instruments]},
+        schema={"market": pl.String(), "symbol": pl.String()},
+    )
+
+
+def _window(context: dg.AssetExecutionContext) -> tuple[datetime, datetime]:
+    tw = context.partition_time_window
+    return tw.start.astimezone(UTC), tw.end.astimezone(UTC)
+
+
+# ---------------------------------------------------------------------------------------------
+# gold/klines_resampled
+
+
+@dg.asset(
+    key=GOLD_RESAMPLED,
+    group_name="gold",
+    ins={"klines": dg.AssetIn(key=KLINES_SOURCE)},
+    partitions_def=daily_partitions,
+    backfill_policy=range_backfill_policy,
+    metadata={"partition_expr": "open_time"},
+    kinds={"polars", "parquet"},
+    check_specs=[
+        dg.AssetCheckSpec(name, asset=GOLD_RESAMPLED, blocking=True, description=desc)
+        for name, desc in RESAMPLED_CHECK_DESCRIPTIONS.items()
+    ],
+    description=(
+        "The 1m klines of silver/klines_filled (archive + REST gap-fill) resampled to every interval in "
+        "LAKEHOUSE_RESAMPLE_INTERVALS (default 5m,15m,1h,4h,1d), one table with an `interval` column and the "
+        "silver columns plus `minutes` (1m bars present) and `is_complete`. Binance's semantics: open = first "
+        "minute, high = max, low = min, close = last, volumes and trade_count summed, bars aligned to UTC (4h "
+        "at 00/04/08…, 1d at 00:00), close_time = open_time + interval − 1 ms. For complete periods the bars "
+        "equal Binance's own candles (OHLC and trade_count exactly, volumes to 1e-9). `source`: archive, rest or "
+        "mixed (the minutes'). Minutes missing from klines_filled too are never invented; such a bar has "
+        "is_complete = false. Volume details a REST source did not give (OHLCV-only exchanges) stay null on the "
+        "bars containing them."
+    ),
+)
+def klines_resampled(
+    context: dg.AssetExecutionContext,
+    config: InstrumentSelection,
+    klines: pl.LazyFrame,
+    universe: UniverseResource,
+    gold: GoldResource,
+) -> Iterator[dg.Output[pl.DataFrame] | dg.AssetCheckResult]:
+    instruments, scope = select_instruments(context, config, universe.instruments())
+    try:
+        intervals = gold.resample_list()
+    except ValueError as exc:
+        raise dg.Failure(description=f"LAKEHOUSE_RESAMPLE_INTERVALS: {exc}", allow_retries=False) from exc
+    minutes = klines.join(_instrument_keys(instruments), on=["market", "symbol"], how="semi").collect()
+    try:
+        frame = resample_klines(minutes, intervals)
+    except ValueError as exc:
+        raise dg.Failure(
+            description=f"{KLINES_SOURCE.to_user_string()} cannot be resampled: {exc}", allow_retries=False
+        ) from exc
+
+    outcomes = validate_resampled(frame)
+    for outcome in outcomes:
+        yield check_result(outcome)
+    raise_if_blocked("gold/klines_resampled", outcomes)
+
+    incomplete = frame.filter(~pl.col("is_complete"))
+    by_interval = frame.group_by("interval", maintain_order=True).agg(
+        bars=pl.len(), complete=pl.col("is_complete").sum(), incomplete=(~pl.col("is_complete")).sum()
+    )
+    yield dg.Output(
+        frame,
+        metadata={
+            SCOPE_KEY: scope,
+            "source": KLINES_SOURCE.to_user_string(),
+            "intervals": ", ".join(intervals),
+            "instruments": len(instruments),
+            "days": len(window_days(context)),
+            "minutes_read": minutes.height,
+            "incomplete_bars": incomplete.height,
+            "bars_by_interval": dg.MetadataValue.md(markdown_table(by_interval)),
+            "incomplete_sample": dg.MetadataValue.md(
+                markdown_table(
+                    incomplete.select("market", "symbol", "interval", "open_time", "minutes", "close"), limit=30
+                )
+            ),
+        },
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# gold/features
+
+
+@dg.asset(
+    key=GOLD_FEATURES,
+    group_name="gold",
+    ins={
+        "minute_bars": dg.AssetIn(
+            key=KLINES_SOURCE,
+            partition_mapping=dg.TimeWindowPartitionMapping(
+                start_offset=-MINUTE_LOOKBACK_DAYS, allow_nonexistent_upstream_partitions=True
+            ),
+            metadata={"columns": _BAR_COLUMNS},
+        ),
+        "resampled_bars": dg.AssetIn(
+            key=GOLD_RESAMPLED,
+            partition_mapping=dg.TimeWindowPartitionMapping(
+                start_offset=-RESAMPLED_LOOKBACK_DAYS, allow_nonexistent_upstream_partitions=True
+            ),
+            metadata={"columns": [*_BAR_COLUMNS, "close_time", "is_complete"]},
+        ),
+    },
+    partitions_def=daily_partitions,
+    backfill_policy=range_backfill_policy,
+    metadata={"partition_expr": "open_time"},
+    kinds={"polars", "parquet", "talib"},
+    check_specs=[
+        dg.AssetCheckSpec(name, asset=GOLD_FEATURES, blocking=True, description=desc)
+        for name, desc in FEATURE_CHECK_DESCRIPTIONS.items()
+    ],
+    description=(
+        "Per (market, symbol, interval, open_time) for LAKEHOUSE_FEATURE_INTERVALS (default 1m,1h,1d): close, "
+        "ret_1, log_ret_1, rsi_14, macd_12_26_9 / macd_signal_12_26_9 / macd_hist_12_26_9, bb_upper/middle/"
+        "lower_20_2, atr_14 (TA-Lib 0.8.x itself, per contiguous segment: equal to TA-Lib over the whole "
+        "contiguous history, null during warm-up and again after a hole), and over the bars of the last 24h: "
+        "vwap_24h, realized_vol_24h, volume_zscore_24h, bars_24h. Lookback read before each day: "
+        + ", ".join(f"{i}: {lookback_days(i)} d" for i in _DECLARED_FEATURE_INTERVALS)
+        + " (days that must be materialized upstream; 1m bars from silver/klines_filled). Closed UTC days only: "
+        "no partition for today. Each day's materialization carries that day's chart per "
+        "symbol (close, Bollinger bands, RSI, holes shaded): Metadata → chart market:SYMBOL → [Show Markdown]."
+    ),
+)
+def features(
+    context: dg.AssetExecutionContext,
+    config: InstrumentSelection,
+    minute_bars: pl.LazyFrame,
+    resampled_bars: pl.LazyFrame,
+    universe: UniverseResource,
+    gold: GoldResource,
+) -> Iterator[dg.Output[pl.DataFrame] | dg.AssetCheckResult]:
+    instruments, scope = select_instruments(context, config, universe.instruments())
+    intervals = _feature_intervals(gold)
+    start, end = _window(context)
+    keys = _instrument_keys(instruments)
+
+    parts: list[pl.DataFrame] = []
+    history: list[dict[str, object]] = []
+    for interval in intervals:
+        since = start - timedelta(days=lookback_days(interval))
+        source = minute_bars if interval == SOURCE_INTERVAL else resampled_bars.filter(pl.col("interval") == interval)
+        bars = (
+            source.filter(pl.col("open_time") >= since, pl.col("open_time") < end)
+            .join(keys, on=["market", "symbol"], how="semi")
+            .collect()
+        )
+        try:
+            computed = features_for_window(bars, start, end)
+        except ValueError as exc:
+            raise dg.Failure(description=f"gold/features {interval}: {exc}", allow_retries=False) from exc
+        parts.append(computed)
+        history.append(
+            {
+                "interval": interval,
+                "lookback_days": lookback_days(interval),
+                "bars_read": bars.height,
+                "bars_written": computed.height,
+            }
+        )
+    frame = pl.concat(parts, how="vertical") if parts else pl.DataFrame(schema=FEATURES_SCHEMA)
+
+    outcomes = validate_features(frame)
+    for outcome in outcomes:
+        yield check_result(outcome)
+    raise_if_blocked("gold/features", outcomes)
+
+    # Each day's materialization gets its own summary and charts (a range run would otherwise copy one
+    # month-long chart into every day's event); run-level facts go on the output for all days.
+    for day in window_days(context):
+        day_start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        day_end = day_start + timedelta(days=1)
+        rows = frame.filter(pl.col("open_time") >= day_start, pl.col("open_time") < day_end)
+        context.add_asset_metadata(
+            {
+                "latest": dg.MetadataValue.md(markdown_table(_latest(rows), limit=60)),
+                "coverage": dg.MetadataValue.md(markdown_table(_coverage(rows), limit=60)),
+                **_charts(rows, intervals, instruments, day_start, day_end, gold.chart_max_symbols),
+            },
+            partition_key=day.isoformat(),
+        )
+    yield dg.Output(
+        frame,
+        metadata={
+            SCOPE_KEY: scope,
+            "source": KLINES_SOURCE.to_user_string(),
+            "intervals": ", ".join(intervals),
+            "instruments": len(instruments),
+            "days_in_run": len(window_days(context)),
+            "lookback": dg.MetadataValue.md(markdown_table(pl.DataFrame(history))),
+        },
+    )
+
+
+def _feature_intervals(gold: GoldResource) -> list[str]:
+    try:
+        intervals = gold.feature_list()
+        resampled = gold.resample_list()
+    except ValueError as exc:
+        raise dg.Failure(description=f"gold interval settings: {exc}", allow_retries=False) from exc
+    not_built = [i for i in intervals if i != SOURCE_INTERVAL and i not in resampled]
+    if not_built:
+        raise dg.Failure(
+            description=(
+                f"LAKEHOUSE_FEATURE_INTERVALS has {not_built}, which gold/klines_resampled does not build "
+                f"(LAKEHOUSE_RESAMPLE_INTERVALS = {', '.join(resampled)}); add them there first"
+            ),
+            allow_retries=False,
+        )
+    too_long = [
+        i
+        for i in intervals
+        if lookback_days(i) > (MINUTE_LOOKBACK_DAYS if i == SOURCE_INTERVAL else RESAMPLED_LOOKBACK_DAYS)
+    ]
+    if too_long:
+        raise dg.Failure(
+            description=(
+                f"feature interval(s) {too_long} need a longer lookback than this code location declared "
+                f"({RESAMPLED_LOOKBACK_DAYS} days, from LAKEHOUSE_FEATURE_INTERVALS="
+                f"{','.join(_DECLARED_FEATURE_INTERVALS)} at load time); set LAKEHOUSE_FEATURE_INTERVALS in the "
+                "code location's environment and reload it"
+            ),
+            allow_retries=False,
+        )
+    return intervals
+
+
+def _latest(frame: pl.DataFrame) -> pl.DataFrame:
+    if frame.is_empty():
+        return frame
+    return (
+        frame.group_by("market", "symbol", "interval", maintain_order=True)
+        .agg(pl.all().sort_by("open_time").last())
+        .select(
+            "market",
+            "symbol",
+            "interval",
+            "open_time",
+            "close",
+            *(
+                pl.col(c).round(4)
+                for c in (
+                    "rsi_14",
+                    "macd_12_26_9",
+                    "macd_signal_12_26_9",
+                    "bb_lower_20_2",
+                    "bb_upper_20_2",
+                    "atr_14",
+                    "vwap_24h",
+                    "realized_vol_24h",
+                )
+            ),
+        )
+        .sort("market", "symbol", "interval")
+    )
+
+
+def _coverage(frame: pl.DataFrame) -> pl.DataFrame:
+    """Per instrument and interval: bars, holes, and how many bars are still in indicator warm-up."""
+    rows = []
+    for (market, symbol, interval), part in frame.partition_by(["market", "symbol", "interval"], as_dict=True).items():
+        segs = segments(part, str(interval))
+        rows.append(
+            {
+                "market": market,
+                "symbol": symbol,
+                "interval": interval,
+                "bars": part.height,
+                "incomplete_bars": int((~part["is_complete"]).sum()),
+                "holes": max(0, segs.height - 1),
+                "rsi_null": part["rsi_14"].null_count(),
+                "macd_null": part["macd_12_26_9"].null_count(),
+                "first_bar": part["open_time"].min(),
+                "last_bar": part["open_time"].max(),
+            }
+        )
+    return pl.DataFrame(rows).sort("market", "symbol", "interval") if rows else pl.DataFrame()
+
+
+def _charts(
+    frame: pl.DataFrame,
+    intervals: list[str],
+    instruments: list[Instrument],
+    start: datetime,
+    end: datetime,
+    max_symbols: int,
+) -> dict[str, dg.MetadataValue]:
+    """One chart per instrument (up to max_symbols), at the finest feature interval that keeps the window
+    readable: one day of 1m bars (a bad minute shows), but 1h bars for a month-long backfill run."""
+    if frame.is_empty() or max_symbols <= 0:
+        return {}
+    span_ms = (end - start) / timedelta(milliseconds=1)
+    by_size = sorted(intervals, key=lambda i: INTERVAL_MS[i])
+    interval = next((i for i in by_size if span_ms / INTERVAL_MS[i] <= CHART_MAX_BARS), by_size[-1])
+    out: dict[str, dg.MetadataValue] = {}
+    present = frame.filter(pl.col("interval") == interval).partition_by(["market", "symbol"], as_dict=True)
+    shown = 0
+    for inst in instruments:
+        rows = present.get((inst.market, inst.symbol))
+        if rows is None or shown >= max_symbols:
+            continue
+        days = (end - start).days
+        span = f"{start:%Y-%m-%d}" if days == 1 else f"{start:%Y-%m-%d} … {(end - timedelta(days=1)):%Y-%m-%d}"
+        title = f"{inst.market}:{inst.symbol} {interval} {span}"
+        svg = chart_svg(rows, title=title, start=start, end=end, interval_ms=INTERVAL_MS[interval])
+        out[f"chart {inst.market}:{inst.symbol}"] = dg.MetadataValue.md(chart_markdown(svg, title))
+        shown += 1
+    return out
+
+
+gold_job = dg.define_asset_job(
+    "gold_job",
+    selection=dg.AssetSelection.assets(GOLD_RESAMPLED, GOLD_FEATURES),
+    description=(
+        "Build gold/klines_resampled and gold/features from silver/klines_filled (the gap-filled 1m series) for a "
+        "day or a range; klines_filled must be materialized for those days and the lookback before them."
+    ),
+)
+
+assert set(TALIB_COLUMNS) <= set(FEATURES_SCHEMA)
+assert set(RESAMPLED_SCHEMA) >= {"minutes", "is_complete"}

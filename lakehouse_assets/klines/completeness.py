@@ -1,0 +1,167 @@
+"""How much of each requested day is actually in the lake, and where the holes are.
+
+Binance archives legitimately miss bars (exchange maintenance) and occasionally ship
+truncated files, so gaps are measured and reported, never forward-filled. Naive datetimes
+are interpreted as UTC, like everything in the archive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, timedelta
+
+import polars as pl
+
+from lakehouse_assets.instruments import Instrument
+from lakehouse_assets.klines.schema import interval_to_timedelta
+
+MAX_LISTED_RANGES = 20
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+COMPLETENESS_SCHEMA: dict[str, pl.DataType] = {
+    "market": pl.String(),
+    "symbol": pl.String(),
+    "date": pl.Date(),
+    "rows": pl.Int64(),
+    "expected": pl.Int64(),
+    "completeness": pl.Float64(),
+    "missing_minutes": pl.Int64(),
+    "missing_ranges": pl.String(),
+}
+
+
+def missing_ranges(
+    open_times: pl.Series, start: datetime, end: datetime, step: timedelta
+) -> list[tuple[datetime, datetime]]:
+    """Holes in the bar grid ``start, start+step, ... < end`` as inclusive (first, last) bar opens.
+
+    Off-grid and out-of-window timestamps do not fill any slot. Results carry ``start``'s
+    awareness: UTC-aware if ``start`` is aware, naive (UTC) otherwise.
+    """
+    step_ms = step // _MS
+    if step_ms <= 0 or step % _MS:
+        raise ValueError(f"step must be a positive whole number of milliseconds, got {step}")
+    if not isinstance(open_times.dtype, pl.Datetime):
+        raise TypeError(f"open_times must be a Datetime series, got {open_times.dtype}")
+    start_ms, end_ms = _epoch_ms(start), _epoch_ms(end)
+    if end_ms <= start_ms:
+        return []
+    slots = -(-(end_ms - start_ms) // step_ms)
+
+    offsets = open_times.drop_nulls().dt.epoch("ms") - start_ms
+    present = (
+        (
+            offsets.filter(
+                (offsets >= 0) & (offsets < end_ms - start_ms) & (offsets % step_ms == 0)
+            )
+            // step_ms
+        )
+        .unique()
+        .sort()
+    )
+
+    # Slots -1 and `slots` act as sentinels so holes at both edges fall out of the same diff.
+    bounds = pl.concat(
+        [pl.Series([-1], dtype=pl.Int64), present.cast(pl.Int64), pl.Series([slots])]
+    )
+    gaps = pl.DataFrame({"prev": bounds[:-1], "next": bounds[1:]}).filter(
+        pl.col("next") - pl.col("prev") > 1
+    )
+    base = start.astimezone(UTC) if start.tzinfo is not None else start
+    return [(base + (prev + 1) * step, base + (nxt - 1) * step) for prev, nxt in gaps.iter_rows()]
+
+
+def completeness_report(
+    frame: pl.DataFrame,
+    *,
+    days: list[date],
+    instruments: list[Instrument],
+    interval: str = "1m",
+) -> pl.DataFrame:
+    """One row per requested (instrument, day), including days with no rows at all.
+
+    ``rows`` counts rows as stored; ``completeness`` and ``missing_minutes`` count distinct
+    on-grid bars, so duplicates or off-grid rows cannot mask a hole. ``missing_minutes`` is the
+    number of missing bars (minutes for the default 1m interval).
+    """
+    step = interval_to_timedelta(interval)
+    step_ms = step // _MS
+    expected = 86_400_000 // step_ms
+    clock = "%H:%M:%S" if step < timedelta(minutes=1) else "%H:%M"
+    wanted_days = list(dict.fromkeys(days))
+    wanted_instruments = list(dict.fromkeys(instruments))
+
+    by_key = _group_by_day(frame, interval, wanted_days, wanted_instruments)
+    empty = pl.Series("open_time", [], dtype=pl.Datetime("ms", "UTC"))
+    records: list[tuple[object, ...]] = []
+    for instrument in wanted_instruments:
+        for day in wanted_days:
+            open_times = by_key.get((instrument.market, instrument.symbol, day), empty)
+            day_start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+            holes = missing_ranges(open_times, day_start, day_start + timedelta(days=1), step)
+            sizes = [(last - first) // step + 1 for first, last in holes]
+            missing = sum(sizes)
+            records.append(
+                (
+                    instrument.market,
+                    instrument.symbol,
+                    day,
+                    open_times.len(),
+                    expected,
+                    (expected - missing) / expected,
+                    missing,
+                    _describe(holes, sizes, clock),
+                )
+            )
+    return pl.DataFrame(records, schema=COMPLETENESS_SCHEMA, orient="row")
+
+
+def _group_by_day(
+    frame: pl.DataFrame,
+    interval: str,
+    days: Iterable[date],
+    instruments: Iterable[Instrument],
+) -> dict[tuple[str, str, date], pl.Series]:
+    if frame.is_empty():
+        return {}
+    open_time = pl.col("open_time")
+    if getattr(frame.schema["open_time"], "time_zone", None) is not None:
+        open_time = open_time.dt.convert_time_zone("UTC")
+    keys = pl.DataFrame(
+        [(i.market, i.symbol) for i in instruments], schema=["market", "symbol"], orient="row"
+    )
+    scoped = frame.lazy()
+    if "interval" in frame.columns:
+        scoped = scoped.filter(pl.col("interval") == interval)
+    scoped_frame = (
+        scoped.select("market", "symbol", open_time.alias("open_time"))
+        .with_columns(date=pl.col("open_time").dt.date())
+        .filter(pl.col("date").is_in(list(days)))
+        .join(keys.lazy(), on=["market", "symbol"], how="semi")
+        .collect()
+    )
+    return {
+        (key[0], key[1], key[2]): part["open_time"]
+        for key, part in scoped_frame.partition_by(
+            ["market", "symbol", "date"], as_dict=True
+        ).items()
+    }
+
+
+def _describe(holes: list[tuple[datetime, datetime]], sizes: list[int], clock: str) -> str:
+    parts = [
+        f"{first.strftime(clock)} ({size})"
+        if size == 1
+        else f"{first.strftime(clock)}–{last.strftime(clock)} ({size})"
+        for (first, last), size in zip(holes[:MAX_LISTED_RANGES], sizes, strict=False)
+    ]
+    if len(holes) > MAX_LISTED_RANGES:
+        parts.append(f"… and {len(holes) - MAX_LISTED_RANGES} more")
+    return ", ".join(parts)
+
+
+def _epoch_ms(moment: datetime) -> int:
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return (aware - _EPOCH) // _MS
