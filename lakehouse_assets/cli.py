@@ -4,6 +4,10 @@
     lakehouse tables
     lakehouse config          # every LAKEHOUSE_* setting, its value and source; exit 1 if one is invalid
 
+The lake is LAKEHOUSE_STORAGE; unset, it is ``lakehouse_data`` in the project root (the checkout
+holding pyproject.toml), whatever the working directory. A query naming a table the lake does not
+have, and ``tables`` on an empty lake (exit 1), say which lake was searched.
+
 Like ``dagster dev``, the command reads ``./.env`` (its values win over the shell's), so it sees
 the configuration the code location sees.
 """
@@ -89,11 +93,16 @@ def _run_sql(args: argparse.Namespace) -> int:
     from lakehouse_assets.lake import sql
 
     try:
+        store = sql.store_from_env()
         if args.command == "tables":
-            for name in sql.tables():
+            names = sql.tables(store)
+            if not names:  # an empty (or mistaken) lake must not look like success
+                print(f"lakehouse: {sql.no_tables_message(store)}", file=sys.stderr)
+                return 1
+            for name in names:
                 print(name)
             return 0
-        result = sql.query(args.sql)
+        result = sql.query(args.sql, store=store)
     except Exception as exc:  # a bad query should read like one, not like a crash
         print(f"lakehouse: {exc}", file=sys.stderr)
         return 1

@@ -7,14 +7,19 @@ several of them, so an instrument is always the pair (market, symbol), never a b
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
+
+import polars as pl
 
 MARKETS: dict[str, str] = {
     "spot": "data/spot",
     "um": "data/futures/um",
     "cm": "data/futures/cm",
 }
+#: The futures markets (USD-M, COIN-M): the ones with funding rates and contract volumes.
+FUTURES_MARKETS: tuple[str, ...] = ("um", "cm")
 
 DEFAULT_SYMBOLS = "spot:BTCUSDT,spot:ETHUSDT,um:BTCUSDT,cm:BTCUSD_PERP"
 
@@ -88,6 +93,18 @@ def parse_universe(text: str) -> list[Instrument]:
     if problems:
         raise ValueError("; ".join(problems))
     return list(seen)
+
+
+def futures_only(instruments: Iterable[Instrument]) -> list[Instrument]:
+    """The USD-M and COIN-M instruments, in order: spot has no funding."""
+    return [i for i in instruments if i.market in FUTURES_MARKETS]
+
+
+def instrument_frame(instruments: Iterable[Instrument]) -> pl.DataFrame:
+    """One row per instrument, ``market`` and ``symbol`` as strings (typed even when empty): the frame
+    to semi-join a table on to keep only these instruments."""
+    pairs = [(i.market, i.symbol) for i in instruments]
+    return pl.DataFrame(pairs, schema={"market": pl.String(), "symbol": pl.String()}, orient="row")
 
 
 def coinm_contract_size_usd(symbol: str) -> float:

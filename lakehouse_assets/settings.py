@@ -9,7 +9,7 @@ value redacted when it may carry credentials). All problems are collected, so on
 Who reads it: the Dagster code location at load time (a code location that fails to load shows the
 message in the UI, and every run worker and step process loads the same code, so a bad setting stops
 a run before its first step instead of being retried), the resources (``resources.py``), module-level
-constants (partitions, schedules, sensors), the lake's ``store_from_env`` and ``lakehouse config``.
+constants (partitions, schedules, sensors), the lake's ``lake.sql.store_from_env`` and ``lakehouse config``.
 
 Sources: the process environment, and a ``.env`` file in the working directory. ``dagster dev`` /
 ``dagster`` CLI commands load ``./.env`` into the environment themselves (its values win over the
@@ -403,7 +403,8 @@ def declare(
 
 # Where the lake and its inputs are.
 declare("LAKEHOUSE_STORAGE", DEFAULT_STORAGE, storage(),
-        "lake root: a local path (relative to the working directory) or s3://bucket/prefix",
+        "lake root: a local path or s3://bucket/prefix; the default 'lakehouse_data' is in the project root "
+        "(whatever the working directory), another relative path is relative to the working directory",
         empty_is_error=True, show=_show_url)
 declare("LAKEHOUSE_S3_ENDPOINT_URL", None, url("http", "https"),
         "endpoint of an S3-compatible store (MinIO, Ceph, R2...); unset = AWS", show=_show_url)

@@ -9,9 +9,11 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from lakehouse_assets.defs.funding.assets import funding_archive, funding_features, funding_rates
+from lakehouse_assets.defs.funding.bronze import funding_archive
+from lakehouse_assets.defs.funding.gold import funding_features
+from lakehouse_assets.defs.funding.silver import funding_rates
 from lakehouse_assets.defs.common.partitions import daily_partitions
-from lakehouse_assets.defs.common.resources import BinanceRestResource, FundingResource
+from lakehouse_assets.defs.resources import BinanceRestResource, FundingResource
 from lakehouse_assets_tests.pipeline_helpers import ASSETS, RANGE_END, RANGE_START, resources
 
 FUNDING_DIR = "data/futures/um/monthly/fundingRate/BTCUSDT"

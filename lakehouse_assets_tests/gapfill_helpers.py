@@ -13,7 +13,7 @@ from lakehouse_assets.defs.klines.bronze import klines_archive
 from lakehouse_assets.defs.klines.gapfill import klines_filled
 from lakehouse_assets.defs.klines.silver import klines
 from lakehouse_assets.instruments import Instrument
-from lakehouse_assets.defs.common.resources import BinanceRestResource
+from lakehouse_assets.defs.resources import BinanceRestResource
 from lakehouse_assets_tests.pipeline_helpers import RANGE_END, RANGE_START, resources
 from lakehouse_dev.fakes.rest_server import BinanceRestServer
 

@@ -12,9 +12,9 @@ import dagster as dg
 
 from lakehouse_assets.defs.klines.bronze import klines_archive
 from lakehouse_assets.defs.klines.silver import klines
-from lakehouse_assets.lake.io_manager import HiveParquetIOManager
-from lakehouse_assets.defs.common.resources import BinanceArchiveResource, LakeResource, UniverseResource
-from lakehouse_assets.defs.common.resources import GoldResource
+from lakehouse_assets.lake.io_manager import HiveParquetIOManager, LakeResource, LakeS3Resource
+from lakehouse_assets.defs.resources import BinanceArchiveResource, UniverseResource
+from lakehouse_assets.defs.resources import GoldResource
 
 ASSETS = [klines_archive, klines]
 RANGE_START = "dagster/asset_partition_range_start"
@@ -22,7 +22,7 @@ RANGE_END = "dagster/asset_partition_range_end"
 
 
 def resources(storage: str, archive_url: str, symbols: str, s3_endpoint_url: str | None = None) -> dict[str, Any]:
-    lake = LakeResource(storage=storage, s3_endpoint_url=s3_endpoint_url)
+    lake = LakeResource(storage=storage, s3=LakeS3Resource(endpoint_url=s3_endpoint_url))
     return {
         "lake": lake,
         "io_manager": HiveParquetIOManager(lake=lake),
@@ -99,7 +99,7 @@ def run_gold(
     is None, else [start, end] as one range run, the way a backfill run executes."""
     from lakehouse_assets.defs.klines.gapfill import klines_filled
     from lakehouse_assets.defs.klines.gold import features, klines_resampled
-    from lakehouse_assets.defs.common.resources import BinanceRestResource
+    from lakehouse_assets.defs.resources import BinanceRestResource
 
     gold_assets = [klines_resampled, features]
     job = dg.define_asset_job("gold_job", selection=dg.AssetSelection.assets(*gold_assets))

@@ -1,6 +1,6 @@
 """Sensors, schedule, declarative automation, alerts and freshness, against real archive files.
 
-The sensor and the freshness check read the clock through ``automation.utc_now``; tests freeze it
+The sensor and the freshness check read the clock through ``sensors.utc_now``; tests freeze it
 at a moment when the bundled real files (2020-01-01..03 spot BTCUSDT) are "the last few days".
 """
 
@@ -19,10 +19,13 @@ import pytest
 
 from lakehouse_assets import alerts
 from lakehouse_assets.archive.watch import ArchiveFeed, load_cursor, plan_requests
-from lakehouse_assets.defs import automation
+from lakehouse_assets.defs import operations
+from lakehouse_assets.defs.common import sensors
+from lakehouse_assets.defs.common.keys import BRONZE_KLINES, KLINE_GAPS, KLINES_FILLED
+from lakehouse_assets.defs.klines import automation as klines_automation
 from lakehouse_assets.defs.klines.bronze import klines_archive
 from lakehouse_assets.defs.klines.silver import klines
-from lakehouse_assets.defs.common.resources import AlertWebhookResource, BinanceArchiveResource, LakeResource, UniverseResource
+from lakehouse_assets.defs.resources import AlertWebhookResource, LakeResource, UniverseResource
 from lakehouse_dev.fakes.archive_server import ArchiveServer
 from lakehouse_assets_tests.pipeline_helpers import copy_mirror, resources, rewrite_zip_csv, run_range
 
@@ -42,7 +45,7 @@ def instance() -> Iterator[dg.DagsterInstance]:
 
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch):
-    """Freeze the automation module's clock: ``clock.set(datetime)``."""
+    """Freeze the sensors' clock: ``clock.set(datetime)``."""
 
     class Clock:
         now = utc(2020, 1, 4, 6, 0)
@@ -51,7 +54,7 @@ def clock(monkeypatch: pytest.MonkeyPatch):
             self.now = when
 
     c = Clock()
-    monkeypatch.setattr(automation, "utc_now", lambda: c.now)
+    monkeypatch.setattr(sensors, "utc_now", lambda: c.now)
     return c
 
 
@@ -66,9 +69,9 @@ def tick(server_url: str, symbols: str, cursor: str | None = None, instance: dg.
         instance=instance,
         cursor=cursor,
         resources=res,
-        definitions=dg.Definitions(assets=[klines_archive], sensors=[automation.klines_archive_sensor], resources=res),
+        definitions=dg.Definitions(assets=[klines_archive], sensors=[klines_automation.klines_archive_sensor], resources=res),
     ) as context:
-        return automation.klines_archive_sensor.evaluate_tick(context)
+        return klines_automation.klines_archive_sensor.evaluate_tick(context)
 
 
 def republish(zip_path: Path) -> str:
@@ -175,7 +178,7 @@ def test_new_archive_flows_through_to_silver_by_automation(tmp_path, mirror, clo
     with ArchiveServer(mirror) as server:
         res = resources(str(lake), server.base_url, "spot:BTCUSDT")
         silver = dg.map_asset_specs(
-            lambda spec: spec.replace_attributes(automation_condition=automation.follow_upstream()), [klines]
+            lambda spec: spec.replace_attributes(automation_condition=operations.follow_upstream()), [klines]
         )[0]
         defs = dg.Definitions(
             assets=[klines_archive, silver],
@@ -232,7 +235,7 @@ def test_automation_sensor_covers_new_downstream_assets_without_editing_them(ins
     def probe_feature() -> None: ...
 
     defs = dg.Definitions.merge(project_defs, dg.Definitions(assets=[probe_feature]))
-    sensor = automation.lakehouse_automation
+    sensor = operations.lakehouse_automation
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
     today = datetime.now(UTC).date()
     recent, old = (today - timedelta(days=2)).isoformat(), (today - timedelta(days=100)).isoformat()
@@ -240,7 +243,7 @@ def test_automation_sensor_covers_new_downstream_assets_without_editing_them(ins
     first = sensor(dg.build_sensor_context(instance=instance, definitions=defs, sensor_name=sensor.name))
     assert first.run_requests == []  # a fresh deployment does not start a mass backfill
     for day in (recent, old):
-        instance.report_runless_asset_event(dg.AssetMaterialization(automation.BRONZE_KLINES, partition=day))
+        instance.report_runless_asset_event(dg.AssetMaterialization(BRONZE_KLINES, partition=day))
     second = sensor(dg.build_sensor_context(instance=instance, definitions=defs, sensor_name=sensor.name,
                                             cursor=first.cursor))
     requested = {(key.to_user_string(), r.partition_key) for r in second.run_requests for key in r.asset_selection}
@@ -252,7 +255,7 @@ def test_automation_sensor_covers_new_downstream_assets_without_editing_them(ins
     assert all(r.tags["dagster/priority"] == "5" for r in second.run_requests)
     # bronze is never targeted by automation (the archive sensor and the schedule drive it)
     targeted = sensor.asset_selection.resolve(defs.resolve_asset_graph())
-    assert automation.BRONZE_KLINES not in targeted and klines.key in targeted
+    assert BRONZE_KLINES not in targeted and klines.key in targeted
 
 
 # --------------------------------------------------------------------------- schedule
@@ -262,7 +265,7 @@ def test_daily_schedule_requests_the_rest_only_day_and_the_final_day():
     from lakehouse_assets.definitions import defs as project_defs
 
     repo = project_defs.get_repository_def()
-    schedule = automation.lakehouse_daily
+    schedule = klines_automation.lakehouse_daily
     assert schedule.cron_schedule == "15 0 * * *" and schedule.execution_timezone == "UTC"
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
     result = schedule.evaluate_tick(dg.build_schedule_context(scheduled_execution_time=utc(2026, 5, 9, 0, 15), repository_def=repo))
@@ -278,14 +281,14 @@ def test_hourly_schedule_refreshes_todays_rest_only_partition():
     from lakehouse_assets.definitions import defs as project_defs
 
     repo = project_defs.get_repository_def()
-    schedule = automation.lakehouse_today
+    schedule = klines_automation.lakehouse_today
     result = schedule.evaluate_tick(
         dg.build_schedule_context(scheduled_execution_time=utc(2026, 5, 9, 13, 5), repository_def=repo)
     )
     (request,) = result.run_requests
     assert request.partition_key == "2026-05-09"  # the running UTC day: only the REST layer has it
     job = repo.get_job(schedule.job_name)
-    assert set(job.asset_layer.executable_asset_keys) == {automation.KLINES_FILLED, automation.KLINE_GAPS}
+    assert set(job.asset_layer.executable_asset_keys) == {KLINES_FILLED, KLINE_GAPS}
     assert request.run_key == "lakehouse_today:2026-05-09T13:05"
 
 
@@ -357,7 +360,7 @@ def test_failed_run_is_posted_to_the_webhook(tmp_path, sample_mirror, instance, 
         dagster_run=run,
         resources={"alerts": AlertWebhookResource(url=webhook.url, ui_url="http://dagster.example:3000")},
     ).for_run_failure()
-    automation.lakehouse_failure_alerts(context)
+    operations.lakehouse_failure_alerts(context)
 
     (body,) = webhook.bodies
     assert body["run_id"] == result.run_id and body["job_name"] == "klines_job"
@@ -389,7 +392,7 @@ def test_freshness_check_warns_when_newest_candle_is_older_than_36h(tmp_path, sa
     lake = tmp_path / "lake"
     res = resources(str(lake), sample_mirror.as_uri(), "spot:BTCUSDT")
     assert run_range(res, "2020-01-01", "2020-01-03", instance).success
-    check = automation.silver_klines_freshness
+    check = klines_automation.silver_klines_freshness
 
     def evaluate(symbols: str) -> dg.AssetCheckResult:
         return check(lake=LakeResource(storage=str(lake)), universe=UniverseResource(symbols=symbols))

@@ -94,7 +94,7 @@ def test_trickled_checksum_and_head_probe_are_bounded(archive_server: ArchiveSer
 _BRONZE_CHILD = """
 import sys
 import dagster as dg
-from lakehouse_assets.defs.common.resources import BinanceArchiveResource
+from lakehouse_assets.defs.resources import BinanceArchiveResource
 from lakehouse_assets_tests.pipeline_helpers import failure_text, resources, run_range
 
 lake, url = sys.argv[1:]

@@ -180,11 +180,11 @@ def s3_lake(s3_endpoint) -> Iterator[tuple[str, S3FaultProxy]]:
 
 
 def s3_resources(storage: str, endpoint: str, archive_url: str, *, attempts: int, timeout: int = 2) -> dict:
-    from lakehouse_assets.lake.io_manager import HiveParquetIOManager
-    from lakehouse_assets.defs.common.resources import LakeResource
+    from lakehouse_assets.lake.io_manager import HiveParquetIOManager, LakeResource, LakeS3Resource
 
     res = resources(storage, archive_url, "spot:BTCUSDT", s3_endpoint_url=endpoint)
-    lake = LakeResource(storage=storage, s3_endpoint_url=endpoint, s3_max_attempts=attempts, s3_timeout_seconds=timeout)
+    s3 = LakeS3Resource(endpoint_url=endpoint, max_attempts=attempts, timeout_seconds=timeout)
+    lake = LakeResource(storage=storage, s3=s3)
     return {**res, "lake": lake, "io_manager": HiveParquetIOManager(lake=lake)}
 
 
@@ -244,7 +244,7 @@ def test_archive_faults_through_the_pipeline_are_absorbed(tmp_path, sample_mirro
         server.inject("BTCUSDT-1m-2020-01-02.zip", truncate=True, methods=("GET",))
         server.inject("BTCUSDT-1m-2020-01-03.zip", delay=2.5, methods=("GET",))
         res = resources(str(tmp_path / "lake"), server.base_url, "spot:BTCUSDT")
-        from lakehouse_assets.defs.common.resources import BinanceArchiveResource
+        from lakehouse_assets.defs.resources import BinanceArchiveResource
 
         res["archive"] = BinanceArchiveResource(base_url=server.base_url, backoff_seconds=0.01, max_attempts=3,
                                                 timeout_seconds=1.0)

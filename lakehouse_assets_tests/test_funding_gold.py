@@ -14,10 +14,11 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from lakehouse_assets.defs import automation
-from lakehouse_assets.defs.funding import assets as funding_defs
+from lakehouse_assets.defs.common import sensors
+from lakehouse_assets.defs.funding import automation as funding_automation
+from lakehouse_assets.defs.funding.bronze import funding_archive
 from lakehouse_assets.funding.features import add_funding_features
-from lakehouse_assets.lake.io_manager import write_partitions
+from lakehouse_assets.lake.layout import write_partitions
 from lakehouse_assets.lake.store import LocalStore
 from lakehouse_assets_tests.funding_helpers import (
     FUNDING_DIR,
@@ -113,17 +114,17 @@ def test_gold_funding_refuses_days_whose_silver_funding_is_missing(tmp_path, sam
 
 def sensor_tick(mirror: Path, symbols: str, cursor: str | None = None):
     res = resources("unused-lake", mirror.as_uri(), symbols)
-    sensor = funding_defs.funding_archive_sensor
+    sensor = funding_automation.funding_archive_sensor
     with dg.build_sensor_context(
         cursor=cursor,
         resources=res,
-        definitions=dg.Definitions(assets=[funding_defs.funding_archive], sensors=[sensor], resources={**res, **funding_resources("x", "file:///x", symbols, None)}),
+        definitions=dg.Definitions(assets=[funding_archive], sensors=[sensor], resources={**res, **funding_resources("x", "file:///x", symbols, None)}),
     ) as context:
         return sensor.evaluate_tick(context)
 
 
 def test_sensor_requests_the_month_when_it_lands_and_again_when_republished(tmp_path, sample_mirror, monkeypatch):
-    monkeypatch.setattr(automation, "utc_now", lambda: utc(2026, 5, 12, 6))
+    monkeypatch.setattr(sensors, "utc_now", lambda: utc(2026, 5, 12, 6))
     mirror = copy_mirror(sample_mirror, tmp_path / "mirror")
     first = sensor_tick(mirror, "spot:BTCUSDT,um:BTCUSDT")
     april = [f"2026-04-{d:02d}" for d in range(1, 31)]
@@ -139,13 +140,22 @@ def test_sensor_requests_the_month_when_it_lands_and_again_when_republished(tmp_
     assert not {r.run_key for r in republished.run_requests} & {r.run_key for r in first.run_requests}
 
 
+def test_description_states_the_lookback_the_asset_reads():
+    """The description is the asset's docstring (a literal): it must say the LOOKBACK_DAYS the mapping reads."""
+    from lakehouse_assets.defs.funding.gold import funding_features
+    from lakehouse_assets.funding.features import LOOKBACK_DAYS
+
+    (spec,) = funding_features.specs
+    assert f"Reads {LOOKBACK_DAYS} days of silver/funding_rates before each day" in " ".join(spec.description.split())
+
+
 def test_daily_schedule_requests_the_day_that_just_ended():
     from lakehouse_assets.definitions import defs as project_defs
 
     defs_obj = project_defs() if callable(project_defs) else project_defs
     repo = defs_obj.get_repository_def()
-    schedule = funding_defs.funding_daily
+    schedule = funding_automation.funding_daily
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
     result = schedule.evaluate_tick(dg.build_schedule_context(scheduled_execution_time=utc(2026, 5, 2, 0, 20), repository_def=repo))
     assert [r.partition_key for r in result.run_requests] == ["2026-05-01"]
-    assert funding_defs.funding_archive_sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    assert funding_automation.funding_archive_sensor.default_status == dg.DefaultSensorStatus.RUNNING

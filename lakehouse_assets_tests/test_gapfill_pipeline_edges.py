@@ -9,10 +9,10 @@ import dagster as dg
 import pytest
 
 from lakehouse_assets.instruments import MARKETS
-from lakehouse_assets.lake.io_manager import write_partitions
+from lakehouse_assets.lake.layout import write_partitions
 from lakehouse_assets.klines.gapfill import REASON_DISABLED, REASON_NO_DATA, closed_until
 from lakehouse_assets.lake.store import LocalStore
-from lakehouse_assets.defs.common.resources import BinanceRestResource
+from lakehouse_assets.defs.resources import BinanceRestResource
 from lakehouse_assets.lake.sql import query
 from lakehouse_dev.fakes.archive_server import ArchiveServer
 from lakehouse_assets_tests.gapfill_helpers import (
@@ -141,7 +141,7 @@ def test_forming_candle_is_never_stored_and_today_is_rest_only(
 
 
 def test_resource_reads_its_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    from lakehouse_assets.defs.common.resources import default_resources
+    from lakehouse_assets.defs.resources import default_resources
 
     monkeypatch.setenv("LAKEHOUSE_REST_URL", "http://127.0.0.1:8080")
     monkeypatch.setenv("LAKEHOUSE_REST_URL_SPOT", "https://data-api.binance.vision")

@@ -20,7 +20,7 @@ import pytest
 import talib
 
 from lakehouse_assets.klines.indicators import TALIB_COLUMNS
-from lakehouse_assets.defs.common.resources import GoldResource
+from lakehouse_assets.defs.resources import GoldResource
 from lakehouse_assets_tests.conftest import SAMPLE_DATA
 from lakehouse_assets_tests.gapfill_helpers import SPOT, gapfill_config, gapfill_resources, remove_minutes, run_gapfill
 from lakehouse_assets_tests.pipeline_helpers import (
@@ -162,14 +162,17 @@ def test_materialization_reports_checks_lookback_and_a_chart(gold_runs: dict) ->
         },
         **{
             ("gold/features", n): True
-            for n in ("schema", "unique_bars", "rsi_range", "bollinger_order", "atr_non_negative")
+            for n in ("schema", "unique_bars", "rsi_range", "bollinger_order", "atr_non_negative", "lookback_coverage")
         },
     }
+    (coverage,) = [e for e in result.get_asset_check_evaluations() if e.check_name == "lookback_coverage"]
+    assert coverage.severity == dg.AssetCheckSeverity.WARN and coverage.metadata["incomplete_bars"].value == 0
+    assert table(lake, "features")["lookback_complete"].all()
     events = result.asset_materializations_for_node("gold__features")
     assert sorted(e.partition for e in events) == DAYS  # one materialization per day of the range
     md = events[0].metadata
     assert md["intervals"].value == "1m, 1h, 1d" and md["source"].value == "silver/klines_filled"
-    assert "| 1d | 600 |" in md["lookback"].value and "| 1h | 25 |" in md["lookback"].value
+    assert "| 1d | 600 | 0 |" in md["lookback"].value and "| 1h | 25 | 0 |" in md["lookback"].value  # none absent
     assert md["days_in_run"].value == 3
     # every day's event carries that day's own chart and summary, not a copy of the run's
     for event in events:
@@ -206,32 +209,117 @@ def test_rerun_is_idempotent(gold_runs: dict, sample_mirror: Path, tmp_path: Pat
     assert len(list((lake / "gold").rglob("*.parquet"))) == 6
 
 
-def test_missing_lookback_day_fails_clearly_and_writes_nothing(
+def run_features_only(res: dict, start: str, end: str, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+    """gold/features alone over [start, end] (its inputs only read), the way its asset page materializes it."""
+    from lakehouse_assets.defs.klines.gapfill import klines_filled
+    from lakehouse_assets.defs.klines.gold import features, klines_resampled
+    from lakehouse_assets.defs.resources import BinanceRestResource
+    from lakehouse_assets_tests.pipeline_helpers import ASSETS, RANGE_END, RANGE_START
+
+    job = dg.define_asset_job("features_only", selection=dg.AssetSelection.assets(features))
+    defs = dg.Definitions(
+        assets=[*ASSETS, klines_filled, klines_resampled, features],
+        jobs=[job],
+        resources={"binance_rest": BinanceRestResource(enabled=False), **res},
+    )
+    return defs.resolve_job_def("features_only").execute_in_process(
+        instance=instance, tags={RANGE_START: start, RANGE_END: end}, raise_on_error=False
+    )
+
+
+def lookback_evaluation(result: dg.ExecuteInProcessResult) -> dg.AssetCheckEvaluation:
+    (evaluation,) = [e for e in result.get_asset_check_evaluations() if e.check_name == "lookback_coverage"]
+    return evaluation
+
+
+def test_a_missing_lookback_marks_the_bars_instead_of_failing_and_a_backfill_then_rerun_makes_them_exact(
     silver_lake: Path, gold_runs: dict, tmp_path: Path, sample_mirror: Path
 ) -> None:
+    """Gold for the two newest days (2020-01-02..03) with only those days of klines_filled in the lake: the run
+    succeeds; the bars whose lookback reached 2020-01-01 are marked and listed by the WARN check. After 2020-01-01
+    is backfilled (klines_filled, then gold) and the two days re-run, every bar equals the full-history run."""
     lake = fresh(silver_lake, tmp_path)
-    res = resources(str(lake), sample_mirror.as_uri(), SYMBOLS)
-    with dg.instance_for_test() as instance:
-        # gold/klines_resampled reads no lookback: day 3 alone is fine, but its features need days 1-2 of it
-        result = run_gold(res, DAYS[2], None, instance, raise_on_error=False)
-        assert not result.success
-        assert "gold/klines_resampled has no data for 2 requested day(s): 2020-01-01, 2020-01-02" in failure_text(
-            result
+    shutil.rmtree(lake / "silver/klines_filled/date=2020-01-01")  # never materialized: the lookback is missing
+    with dg.instance_for_test() as instance, BinanceRestServer(SAMPLE_DATA) as rest:
+        res = gapfill_resources(lake, sample_mirror.as_uri(), SYMBOLS, rest)
+        partial = run_gold(res, DAYS[1], DAYS[2], instance)
+        assert partial.success
+        features = table(lake, "features")
+        assert features.height == 2 * 1440 + 2 * 24 + 2  # every bar of both days written
+        marked = features.filter(~pl.col("lookback_complete"))
+        # 1m: 2020-01-02 had no day before it (1440 bars, its whole 24h history), 2020-01-03 had 2020-01-02: none.
+        # 1h/1d: the 600-bar history of every bar of both days reaches back into 2020-01-01.
+        spans = marked.group_by("interval").agg(pl.len(), first=pl.col("open_time").min(), last=pl.col("open_time").max())
+        assert spans.sort("interval").rows() == [
+            ("1d", 2, datetime(2020, 1, 2, tzinfo=UTC), datetime(2020, 1, 3, tzinfo=UTC)),
+            ("1h", 48, datetime(2020, 1, 2, tzinfo=UTC), datetime(2020, 1, 3, 23, tzinfo=UTC)),
+            ("1m", 1440, datetime(2020, 1, 2, tzinfo=UTC), datetime(2020, 1, 2, 23, 59, tzinfo=UTC)),
+        ]
+        day2_minutes = marked.filter(pl.col("interval") == "1m")
+        assert day2_minutes["rsi_14"].null_count() == 14 and day2_minutes["ret_1"][0] is None  # warming up again
+        # ... while the bars whose history was all there are exactly those of the complete lake's day-by-day run
+        complete_bars = features.filter(pl.col("lookback_complete"))
+        reference = table(gold_runs["daily"], "features").join(
+            complete_bars.select("interval", "open_time"), on=["interval", "open_time"], how="semi"
         )
-        assert not (lake / "gold/features").exists()
-        assert (lake / "gold/klines_resampled/date=2020-01-03/spot-BTCUSDT.parquet").exists()
+        assert complete_bars.height == 1440 and complete_bars.equals(reference)
 
-    lake = tmp_path / "with_gold"
-    shutil.copytree(gold_runs["ranged"], lake)
-    shutil.rmtree(lake / "silver/klines_filled/date=2020-01-02")  # the 1m lookback day of 2020-01-03 disappears
-    written = (lake / "gold/features/date=2020-01-03/spot-BTCUSDT.parquet").read_bytes()
-    with dg.instance_for_test() as instance:
-        result = run_gold(
-            resources(str(lake), sample_mirror.as_uri(), SYMBOLS), DAYS[2], None, instance, raise_on_error=False
+        evaluation = lookback_evaluation(partial)
+        assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN
+        assert evaluation.metadata["incomplete_bars"].value == 1490
+        assert evaluation.metadata["lookback_days_absent"].value == (
+            "silver/klines_filled 2020-01-01; gold/klines_resampled 2020-01-01"
         )
+        assert evaluation.description.startswith(
+            "1490 bar(s) computed from an incomplete lookback (lookback_complete = false): "
+            "spot:BTCUSDT 1d 2020-01-02 (1 bars), spot:BTCUSDT 1d 2020-01-03 (1 bars), "
+            "spot:BTCUSDT 1h 2020-01-02 (24 bars), spot:BTCUSDT 1h 2020-01-03 (24 bars), "
+            "spot:BTCUSDT 1m 2020-01-02 (1440 bars). Lookback days never materialized upstream: "
+        )
+        by_day = evaluation.metadata["by_day"].value
+        for row in (
+            "| spot | BTCUSDT | 1m | 2020-01-02 | 1440 | 2020-01-02 00:00:00+00:00 | 2020-01-02 23:59:00+00:00 | 1440 | 1440 |",
+            "| spot | BTCUSDT | 1h | 2020-01-03 | 24 | 2020-01-03 00:00:00+00:00 | 2020-01-03 23:00:00+00:00 | 600 | 24 |",
+            "| spot | BTCUSDT | 1d | 2020-01-03 | 1 | 2020-01-03 00:00:00+00:00 | 2020-01-03 00:00:00+00:00 | 600 | 1 |",
+        ):
+            assert row in by_day, row
+        blocking = [e.passed for e in partial.get_asset_check_evaluations() if e.check_name != "lookback_coverage"]
+        assert blocking == [True] * (5 + 5)  # the marked bars are valid bars: every blocking check passes
+        md = partial.asset_materializations_for_node("gold__features")[0].metadata
+        # per interval: lookback days, days absent, bars read, bars written, bars marked
+        assert "| 1m | 1 | 1 | 2880 | 2880 | 1440 |\n| 1h | 25 | 1 | 48 | 48 | 48 |" in md["lookback"].value
+
+        # the earlier day is backfilled: its klines_filled, then its gold; the two days re-run afterwards
+        assert run_gapfill(res, DAYS[0], DAYS[0], instance).success
+        assert run_gold(res, DAYS[0], None, instance).success
+        rerun = run_gold(res, DAYS[1], DAYS[2], instance)
+    assert rerun.success and lookback_evaluation(rerun).passed
+    refreshed, complete = table(lake, "features"), table(gold_runs["ranged"], "features")
+    assert refreshed["lookback_complete"].all()
+    later = pl.col("open_time") >= datetime(2020, 1, 2, tzinfo=UTC)
+    assert refreshed.filter(later).equals(complete.filter(later))  # bit for bit, every column of both days
+    assert refreshed.filter(~later).equals(table(gold_runs["daily"], "features").filter(~later))
+
+
+def test_own_days_are_required_and_every_missing_one_is_named_at_once(
+    gold_runs: dict, tmp_path: Path, sample_mirror: Path
+) -> None:
+    """The days a run writes need their inputs; absent ones of both inputs are named in one message, and nothing
+    is written (the stored features stay)."""
+    lake = tmp_path / "lake"
+    shutil.copytree(gold_runs["ranged"], lake)
+    shutil.rmtree(lake / "silver/klines_filled/date=2020-01-03")
+    for day in DAYS[1:]:
+        shutil.rmtree(lake / f"gold/klines_resampled/date={day}")
+    written = {p: p.read_bytes() for p in (lake / "gold/features").rglob("*.parquet")}
+    with dg.instance_for_test() as instance:
+        result = run_features_only(resources(str(lake), sample_mirror.as_uri(), SYMBOLS), DAYS[1], DAYS[2], instance)
     assert not result.success
-    assert "silver/klines_filled has no data for 1 requested day(s): 2020-01-02" in failure_text(result)
-    assert (lake / "gold/features/date=2020-01-03/spot-BTCUSDT.parquet").read_bytes() == written  # untouched
+    assert (
+        "gold/features needs its inputs for the days it writes; not materialized: silver/klines_filled 2020-01-03; "
+        "gold/klines_resampled 2020-01-02, 2020-01-03." in failure_text(result)
+    )
+    assert {p: p.read_bytes() for p in (lake / "gold/features").rglob("*.parquet")} == written
 
 
 def test_feature_interval_that_is_not_resampled_is_refused(
@@ -439,14 +527,14 @@ def test_automation_builds_gold_after_the_gap_fill_and_never_for_today() -> None
     """With the project's follow_upstream condition: silver -> klines_filled -> gold, one layer per tick (the
     gap-fill has its own partitions, so it runs separately, and gold waits for it); hourly refreshes of
     today's klines_filled start nothing in gold; a re-filled day re-runs that day and the days reading it."""
-    from lakehouse_assets.defs import automation
+    from lakehouse_assets.defs import operations
     from lakehouse_assets.defs.klines.bronze import klines_archive
     from lakehouse_assets.defs.klines.gapfill import KLINE_GAPS, KLINES_FILLED, klines_filled
     from lakehouse_assets.defs.klines.gold import GOLD_FEATURES, GOLD_RESAMPLED, features, klines_resampled
     from lakehouse_assets.defs.klines.silver import klines
-    from lakehouse_assets.defs.common.resources import BinanceRestResource
+    from lakehouse_assets.defs.resources import BinanceRestResource
 
-    follow = automation.follow_upstream()
+    follow = operations.follow_upstream()
     followers = dg.map_asset_specs(
         lambda spec: spec.replace_attributes(automation_condition=follow),
         [klines, klines_filled, klines_resampled, features],
@@ -492,3 +580,81 @@ def test_automation_builds_gold_after_the_gap_fill_and_never_for_today() -> None
         materialized([KLINES_FILLED, KLINE_GAPS], ["2020-01-02"])  # e.g. its archive landed, REST rows replaced
         requested, cursor = tick(cursor)
         assert requested == {"gold/klines_resampled": ["2020-01-02"], "gold/features": ["2020-01-02", "2020-01-03"]}
+
+
+@pytest.mark.parametrize(
+    ("now", "in_window", "after_silver", "after_gold"),
+    [
+        # 2020-01-01..03 are all inside follow_upstream's window (the last 62 daily partitions): when the earlier
+        # day's klines_filled lands, automation builds its gold and re-runs the two days, in one backfill
+        (
+            datetime(2020, 1, 4, 6, 5, tzinfo=UTC),
+            DAYS[1:],
+            {"gold/klines_resampled": DAYS[:1], "gold/features": DAYS},
+            None,
+        ),
+        # 62 days later only 2020-01-03 still is: the earlier day's gold is the backfill's to build; then
+        # 2020-01-03 is re-run, and 2020-01-02 keeps its marked bars until someone re-materializes it
+        (datetime(2020, 3, 5, 6, 5, tzinfo=UTC), ["2020-01-03"], {}, {"gold/features": ["2020-01-03"]}),
+    ],
+)
+def test_automation_refreshes_days_computed_without_their_lookback_within_its_window(
+    now: datetime, in_window: list[str], after_silver: dict, after_gold: dict | None
+) -> None:
+    """gold/features for 2020-01-02..03 was materialized by hand while 2020-01-01 was missing upstream (its bars
+    marked). Automation itself never starts such a partition (it waits until every day it reads exists); once the
+    earlier day is backfilled, it re-runs the days reading it, within LAKEHOUSE_AUTOMATION_LOOKBACK_DAYS only."""
+    from lakehouse_assets.defs import operations
+    from lakehouse_assets.defs.klines.bronze import klines_archive
+    from lakehouse_assets.defs.klines.gapfill import KLINE_GAPS, KLINES_FILLED, klines_filled
+    from lakehouse_assets.defs.klines.gold import GOLD_FEATURES, GOLD_RESAMPLED, features, klines_resampled
+    from lakehouse_assets.defs.klines.silver import klines
+    from lakehouse_assets.defs.resources import BinanceRestResource
+
+    assert operations.AUTOMATION_LOOKBACK_DAYS == 62  # the default, which the dates above are chosen for
+    follow = operations.follow_upstream()
+    followers = dg.map_asset_specs(
+        lambda spec: spec.replace_attributes(automation_condition=follow),
+        [klines, klines_filled, klines_resampled, features],
+    )
+    res = {**resources("unused", "file:///unused", SYMBOLS), "binance_rest": BinanceRestResource(enabled=False)}
+    defs = dg.Definitions(assets=[klines_archive, *followers], resources=res)
+    upstream = [klines_archive.key, klines.key, KLINES_FILLED, KLINE_GAPS]
+
+    with dg.instance_for_test() as instance:
+
+        def tick(cursor: object) -> tuple[dict[str, list[str]], object]:
+            result = dg.evaluate_automation_conditions(defs=defs, instance=instance, evaluation_time=now, cursor=cursor)
+            requested = {
+                key.to_user_string(): sorted(result.get_requested_partitions(key))
+                for key in (klines.key, KLINES_FILLED, GOLD_RESAMPLED, GOLD_FEATURES)
+                if result.get_requested_partitions(key)
+            }
+            return requested, result.cursor
+
+        def materialized(keys: list[dg.AssetKey], days: list[str]) -> None:
+            for key in keys:
+                for day in days:
+                    instance.report_runless_asset_event(dg.AssetMaterialization(key, partition=day))
+
+        cursor = tick(None)[1]
+        materialized(upstream, DAYS[1:])
+        requested, cursor = tick(cursor)
+        assert requested == {"gold/klines_resampled": in_window}  # not gold/features: 2020-01-01 is missing
+        materialized([GOLD_RESAMPLED], DAYS[1:])
+        requested, cursor = tick(cursor)
+        assert requested == {}  # still not: automation never computes from a partial lookback itself
+        materialized([GOLD_FEATURES], DAYS[1:])  # by hand (asset page, gold_job, a backfill of those days)
+        requested, cursor = tick(cursor)
+        assert requested == {}
+
+        materialized(upstream, DAYS[:1])  # the earlier day is backfilled: silver first ...
+        requested, cursor = tick(cursor)
+        assert requested == after_silver
+        if after_gold is not None:
+            materialized([GOLD_RESAMPLED, GOLD_FEATURES], DAYS[:1])  # ... then its gold, by the backfill
+            requested, cursor = tick(cursor)
+            assert requested == after_gold
+        for key, days in requested.items():
+            materialized([dg.AssetKey(key.split("/"))], days)
+        assert tick(cursor)[0] == {}  # each refreshed once

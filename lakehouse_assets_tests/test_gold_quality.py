@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import polars as pl
 import pytest
 
 from lakehouse_assets.klines.gold_quality import (
     FEATURE_CHECK_DESCRIPTIONS,
+    LOOKBACK_REPORT_SCHEMA,
     RESAMPLED_CHECK_DESCRIPTIONS,
+    lookback_report,
     validate_features,
     validate_resampled,
 )
@@ -126,3 +128,27 @@ def test_unknown_volumes_pass_only_on_bars_with_rest_minutes() -> None:
     results = {o.name: o for o in validate_resampled(as_archive)}
     assert not results["schema"].passed and results["schema"].failures.height >= 3
     assert set(results["schema"].failures_by_day["market"]) == {"um"}
+
+
+def test_lookback_report_names_each_day_of_marked_bars_and_the_history_they_lacked() -> None:
+    """2021-06-10 absent from 3 months of real hourly bars: the 600 bars after it are listed per day (25 days of
+    24 bars, each day's first bar 24 of its 600 history bars short); nothing absent, nothing listed."""
+    bars = hourly("2021-05", "2021-06", "2021-07")
+    absent = date(2021, 6, 10)
+    marked = compute_features(bars.filter(pl.col("open_time").dt.date() != absent), absent_days=[absent])
+    report = lookback_report(marked, {"1h": [absent]})
+    assert dict(report.schema) == LOOKBACK_REPORT_SCHEMA
+    assert report.height == 25 and report["incomplete_bars"].to_list() == [24] * 25
+    assert report.row(0) == (
+        "spot", "BTCUSDT", "1h", date(2021, 6, 11), 24,
+        datetime(2021, 6, 11, tzinfo=UTC), datetime(2021, 6, 11, 23, tzinfo=UTC), 600, 24,
+    )  # fmt: skip
+    assert report["date"].to_list()[-1] == date(2021, 7, 5)
+    assert set(report["max_history_bars_missing"]) == {24}
+    assert all(outcomes(validate_features(marked)).values())  # marked bars are valid bars, only less warmed up
+
+    complete = compute_features(bars)
+    assert lookback_report(complete, {"1h": [absent]}).is_empty()  # the mark decides, not the absent list
+    assert not outcomes(validate_features(complete.with_columns(lookback_complete=pl.lit(None, pl.Boolean))))[
+        "schema"
+    ]  # never null

@@ -20,9 +20,12 @@ from lakehouse_assets.klines.indicators import (
     check_talib_defaults,
     compute_features,
     features_for_window,
+    history_bars,
     lookback_days,
+    missing_history_bars,
 )
 from lakehouse_assets.instruments import Instrument
+from lakehouse_assets.klines.schema import INTERVAL_MS
 from lakehouse_assets.klines.parse import parse_klines_csv, parse_klines_zip
 
 DATA = Path(__file__).parent / "data" / "binance" / "data"
@@ -241,6 +244,84 @@ def test_lookback_days_per_interval() -> None:
         "4h": 100,
         "1d": 600,
     }
+
+
+def test_history_bars_per_interval_fit_in_the_lookback() -> None:
+    """The bars a value depends on: 600 for TA-Lib, but a whole day at 1m (24h window + its first return)."""
+    assert {i: history_bars(i) for i in ("1m", "5m", "15m", "1h", "4h", "1d")} == {
+        "1m": 1440,
+        "5m": 600,
+        "15m": 600,
+        "1h": 600,
+        "4h": 600,
+        "1d": 600,
+    }
+    for interval in ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d"):
+        assert history_bars(interval) * INTERVAL_MS[interval] <= lookback_days(interval) * 86_400_000
+
+
+def test_every_bar_has_lookback_complete_when_no_day_is_absent() -> None:
+    bars = hourly("2020-02")  # with two real maintenance holes: holes are history too, nothing is absent
+    out = compute_features(bars)
+    assert out["lookback_complete"].all() and out["lookback_complete"].null_count() == 0
+    assert compute_features(bars, absent_days=[date(2020, 1, 31)]).drop("lookback_complete").equals(
+        out.drop("lookback_complete")
+    )  # absent days only mark bars; they never change a value
+
+
+def test_an_absent_day_marks_exactly_the_bars_whose_600_bar_history_needed_it() -> None:
+    """2021-06-10 never materialized: TA-Lib restarts on 06-11 00:00 as after a hole, and the next 600 hourly bars
+    (until 07-05 23:00) are marked. Every bar not marked equals the run over the whole history; the marked ones
+    do not (so the mark is needed, not just cautious)."""
+    bars = hourly("2021-05", "2021-06", "2021-07")
+    full = compute_features(bars)
+    absent = date(2021, 6, 10)
+    partial = compute_features(bars.filter(pl.col("open_time").dt.date() != absent), absent_days=[absent])
+
+    marked = partial.filter(~pl.col("lookback_complete"))
+    assert (marked.height, marked["open_time"].min(), marked["open_time"].max()) == (
+        600,
+        utc(2021, 6, 11),
+        utc(2021, 7, 5, 23),
+    )
+    missing = missing_history_bars(marked["open_time"], "1h", [absent])
+    assert missing.head(3).to_list() == [24, 24, 24] and missing.tail(3).to_list() == [3, 2, 1]
+    assert marked["rsi_14"].head(14).null_count() == 14  # warming up again after the absent day
+
+    kept = partial.filter("lookback_complete")
+    expected = full.join(kept.select("open_time"), on="open_time", how="semi")
+    assert kept.height == full.height - 24 - 600 and kept["open_time"].equals(expected["open_time"])
+    for name in ("rsi_14", "atr_14", "macd_12_26_9", "macd_signal_12_26_9", "macd_hist_12_26_9", "ret_1",
+                 "log_ret_1", "vwap_24h", "realized_vol_24h", "volume_zscore_24h", "bars_24h", "close"):
+        assert kept[name].equals(expected[name]), name  # fmt: skip
+    for name in ("bb_upper_20_2", "bb_middle_20_2", "bb_lower_20_2"):
+        assert_matches(kept[name], expected[name].to_numpy().astype(float))  # running sums: 1e-13
+    wrong = full.join(marked.select("open_time"), on="open_time", how="semi")
+    assert not marked["rsi_14"].equals(wrong["rsi_14"]) and not marked["ret_1"].equals(wrong["ret_1"])
+
+
+def test_an_absent_lookback_day_marks_a_whole_day_of_minutes() -> None:
+    """1m of 2020-01-03 with 2020-01-02 absent: every bar's 24h window reaches into the absent day, even the last
+    one's (its first bar, 00:00, has a return on 01-02 23:59), so all 1440 are marked, 1440 down to 1 bars short.
+    With 01-02 present the same day is unmarked and equals the run over all three days."""
+    minutes = minutes_spot()
+    full = compute_features(minutes)
+    day, end = utc(2020, 1, 3), utc(2020, 1, 4)
+    out = features_for_window(minutes.filter(pl.col("open_time") >= day), day, end, absent_days=[date(2020, 1, 2)])
+    assert out.height == 1440 and int(out["lookback_complete"].sum()) == 0
+    assert missing_history_bars(out["open_time"], "1m", [date(2020, 1, 2)]).to_list() == list(range(1440, 0, -1))
+    last, reference = out.row(-1, named=True), full.row(-1, named=True)
+    assert last["open_time"] == reference["open_time"] == utc(2020, 1, 3, 23, 59)
+    assert last["rsi_14"] == reference["rsi_14"]  # 1439 bars warmed TA-Lib up, but the 24h window lacks a return:
+    assert last["realized_vol_24h"] != reference["realized_vol_24h"]
+
+    with_lookback = features_for_window(minutes.filter(pl.col("open_time") >= utc(2020, 1, 2)), day, end)
+    assert with_lookback["lookback_complete"].all()
+    expected = full.filter(pl.col("open_time") >= day)
+    for name in ("rsi_14", "atr_14", "macd_12_26_9", "ret_1", "bars_24h"):
+        assert with_lookback[name].equals(expected[name]), name
+    for name in ("realized_vol_24h", "volume_zscore_24h"):  # rolling sums started elsewhere: 1e-9
+        assert_matches(with_lookback[name], expected[name].to_numpy().astype(float))
 
 
 def test_rolling_24h_definitions_by_plain_python() -> None:

@@ -11,7 +11,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from lakehouse_assets.lake.io_manager import EMPTY_FILE, scan_partitions, write_partitions
+from lakehouse_assets.lake.layout import EMPTY_FILE, MissingPartitionsError, scan_partitions, write_partitions
 from lakehouse_assets.lake.store import LocalStore
 from lakehouse_assets_tests.pipeline_helpers import resources, run_range
 
@@ -147,8 +147,23 @@ def test_rows_outside_the_partition_are_refused(tmp_path):
 def test_loading_a_day_never_materialized_names_it(tmp_path):
     store = LocalStore(tmp_path)
     write_partitions(store, "silver/t", real_rows("2020-01-01"), days=["2020-01-01"], partition_column="open_time")
-    with pytest.raises(dg.Failure, match="2020-01-03"):
+    with pytest.raises(MissingPartitionsError, match="2020-01-03"):  # a lake error; the IO manager makes it a dg.Failure
         scan_partitions(store, "silver/t", ["2020-01-01", "2020-01-03"])
+
+
+def test_every_missing_day_is_named_at_once_as_ranges(tmp_path):
+    store = LocalStore(tmp_path)
+    write_partitions(store, "silver/t", real_rows("2020-01-01"), days=["2020-01-01"], partition_column="open_time")
+    wanted = [f"2019-12-{d:02d}" for d in range(1, 32)] + ["2020-01-01", "2020-01-03", "2020-01-05", "2020-01-06"]
+    with pytest.raises(MissingPartitionsError) as caught:
+        scan_partitions(store, "silver/t", wanted)
+    assert caught.value.missing == [d for d in wanted if d != "2020-01-01"]
+    assert "has no data for 34 requested day(s): 2019-12-01..2019-12-31 (31 days), 2020-01-03, 2020-01-05, 2020-01-06 " in str(
+        caught.value
+    )
+    import pickle
+
+    assert str(pickle.loads(pickle.dumps(caught.value))) == str(caught.value)  # survives the multiprocess executor
 
 
 def test_symbol_scoped_run_through_dagster_rewrites_only_that_symbol(tmp_path, archive_server):

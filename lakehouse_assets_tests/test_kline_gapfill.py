@@ -22,7 +22,7 @@ from lakehouse_assets.klines.gapfill import (
     validation_view,
 )
 from lakehouse_assets.klines.parse import parse_klines_csv, parse_klines_zip
-from lakehouse_assets.quality import validate_silver_klines
+from lakehouse_assets.klines.quality import validate_silver_klines
 from lakehouse_assets.klines.rest import ohlcv_rows_to_silver
 
 DATA = Path(__file__).parent / "data" / "binance" / "data"

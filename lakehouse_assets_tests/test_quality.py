@@ -12,7 +12,8 @@ from pandera.config import ValidationDepth, config_context
 from lakehouse_assets.instruments import Instrument
 from lakehouse_assets.klines.parse import parse_klines_csv, parse_klines_zip
 from lakehouse_assets.klines.schema import SILVER_KLINES_SCHEMA, empty_klines
-from lakehouse_assets.quality import CHECK_DESCRIPTIONS, CheckOutcome, validate_silver_klines
+from lakehouse_assets.klines.quality import CHECK_DESCRIPTIONS, validate_silver_klines
+from lakehouse_assets.quality import CheckOutcome
 
 DATA = Path(__file__).parent / "data" / "binance" / "data"
 SPOT_BTC = Instrument("spot", "BTCUSDT")
@@ -119,6 +120,13 @@ def test_empty_frame_passes_with_typed_failure_frames() -> None:
 def test_descriptions_cover_every_check() -> None:
     assert list(CHECK_DESCRIPTIONS) == CHECK_NAMES
     assert all(text.strip() for text in CHECK_DESCRIPTIONS.values())
+
+
+def test_every_described_check_has_a_schema_in_the_same_order() -> None:
+    """Was a module-level assert in quality.py: each rule set is named, described and run in one order."""
+    from lakehouse_assets.klines import quality as kline_quality
+
+    assert list(kline_quality._SCHEMAS) == list(CHECK_DESCRIPTIONS)
 
 
 # ---------------------------------------------------------------------------------------------

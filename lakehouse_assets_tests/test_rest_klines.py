@@ -10,13 +10,8 @@ import pytest
 
 from lakehouse_assets.instruments import MARKETS, Instrument
 from lakehouse_assets.klines.gapfill import REASON_NO_DATA, fill_gaps
-from lakehouse_assets.klines.rest import (
-    RestAccessError,
-    RestKlinesClient,
-    RestSettings,
-    rebase_urls,
-    resolve_unified_symbol,
-)
+from lakehouse_assets.exchange.client import RestAccessError, rebase_urls, resolve_unified_symbol
+from lakehouse_assets.klines.rest import RestKlinesClient, RestSettings
 from lakehouse_dev.fakes.rest_server import BinanceRestServer
 from lakehouse_assets_tests.test_kline_gapfill import real_day, spot_1h_february_2020, utc, without
 

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_step_retry_delays_are_the_documented_30_90_210_seconds() -> None:
     """Dagster's EXPONENTIAL backoff waits (2**n - 1) * d, and PLUS_MINUS jitter adds up to +/- d."""
     from lakehouse_assets.defs.klines.bronze import klines_archive
-    from lakehouse_assets.defs.funding.assets import funding_archive
+    from lakehouse_assets.defs.funding.bronze import funding_archive
 
     for asset in (klines_archive, funding_archive):
         policy = asset.op.retry_policy

@@ -198,7 +198,7 @@ import sys
 import dagster as dg
 from dagster._utils.error import serializable_error_info_from_exc_info
 from lakehouse_assets.definitions import defs
-from lakehouse_assets.defs import automation
+from lakehouse_assets.defs import operations
 
 with dg.DagsterInstance.get() as instance:
     run = next(r for r in instance.get_runs() if r.status == dg.DagsterRunStatus.FAILURE)
@@ -208,7 +208,7 @@ with dg.DagsterInstance.get() as instance:
         dagster_run=run, resources={"alerts": defs.resources["alerts"]},
     ).for_run_failure()
     try:
-        automation.lakehouse_failure_alerts(context)
+        operations.lakehouse_failure_alerts(context)
     except Exception:
         # What the sensor daemon records as the tick's error.
         print("TICK ERROR:", serializable_error_info_from_exc_info(sys.exc_info()).to_string(), flush=True)

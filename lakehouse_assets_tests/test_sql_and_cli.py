@@ -8,7 +8,7 @@ import sys
 import dagster as dg
 
 from lakehouse_assets.cli import main
-from lakehouse_assets.lake.io_manager import write_partitions
+from lakehouse_assets.lake.layout import write_partitions
 from lakehouse_assets.lake.store import LocalStore
 from lakehouse_assets.lake.sql import connect, tables
 from lakehouse_assets_tests.test_io_manager import real_rows

@@ -15,7 +15,7 @@ import polars as pl
 from lakehouse_assets.funding.parse import parse_funding_month_zip, parse_funding_rest_payload
 from lakehouse_assets.funding.schema import FUNDING_MARKETS
 from lakehouse_assets.funding.transforms import combine, fill_intervals, snap_events, within_days
-from lakehouse_assets.instruments import Instrument
+from lakehouse_assets.instruments import Instrument, instrument_frame
 from lakehouse_assets.klines.parse import ArchiveFileError
 from lakehouse_assets.klines.build import SilverBuildError
 from lakehouse_assets.lake.store import LakeStore
@@ -37,10 +37,7 @@ class FundingFileStats:
 def build_funding(
     manifest: pl.DataFrame, store: LakeStore, instruments: list[Instrument], *, zip_limits: ZipLimits = DEFAULT_ZIP_LIMITS
 ) -> tuple[pl.DataFrame, list[FundingFileStats]]:
-    wanted = pl.DataFrame(
-        {"market": [i.market for i in instruments], "symbol": [i.symbol for i in instruments]},
-        schema={"market": pl.String, "symbol": pl.String},
-    )
+    wanted = instrument_frame(instruments)
     files = (
         manifest.join(wanted, on=["market", "symbol"], how="semi")
         .filter(pl.col("market").is_in(list(FUNDING_MARKETS)) & pl.col("lake_path").is_not_null())

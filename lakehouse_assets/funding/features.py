@@ -48,6 +48,8 @@ WINDOW_MS = 7 * DAY_MS
 # the day's first bars still see the previous day's last settlement.
 LOOKBACK_DAYS = 8
 BAR_KEY: tuple[str, ...] = ("market", "symbol", "interval", "open_time")
+# What the features read of each bar (gold/features' key and close): never a price.
+BAR_COLUMNS: list[str] = [*BAR_KEY, "close_time"]
 
 
 def _window_sums(times_ms: np.ndarray, rates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -123,7 +125,10 @@ def add_funding_features(bars: pl.DataFrame, funding: pl.DataFrame) -> pl.DataFr
     return out.with_columns(pl.col(c).cast(t) for c, t in FUNDING_FEATURE_COLUMNS.items())
 
 
-def bars_from_klines(klines: pl.DataFrame) -> pl.DataFrame:
-    """The bar keys of a kline-shaped frame (any interval), with close_time derived if absent."""
-    cols = [c for c in (*BAR_KEY, "close_time", "close") if c in klines.columns]
-    return klines.select(cols)
+def features_at_bars(bars: pl.DataFrame, funding: pl.DataFrame) -> pl.DataFrame:
+    """``add_funding_features``, sorted by the bar key; without any funding every funding column is null."""
+    if funding.is_empty():
+        out = bars.with_columns(pl.lit(None, t).alias(c) for c, t in FUNDING_FEATURE_COLUMNS.items())
+    else:
+        out = add_funding_features(bars, funding)
+    return out.sort(*BAR_KEY)

@@ -38,8 +38,8 @@ from lakehouse_assets.funding.rest import (
     fetch_funding_rows,
     rest_lake_path,
 )
-from lakehouse_assets.funding.schema import FUNDING_MARKETS, month_bounds, month_of
-from lakehouse_assets.instruments import MARKETS, Instrument
+from lakehouse_assets.funding.schema import month_bounds, month_of
+from lakehouse_assets.instruments import MARKETS, Instrument, futures_only
 from lakehouse_assets.lake.store import LakeStore
 from lakehouse_assets.redact import redact_text
 
@@ -72,10 +72,6 @@ def funding_month_path(instrument: Instrument, month: str) -> str:
 def month_may_be_published(month: str, today: date) -> bool:
     """Only a finished month can have an archive; probing the running one would always 404."""
     return month_bounds(month)[1] <= today
-
-
-def futures_only(instruments: list[Instrument]) -> list[Instrument]:
-    return [i for i in instruments if i.market in FUNDING_MARKETS]
 
 
 @dataclass(frozen=True)
@@ -214,16 +210,11 @@ def ingest_funding(
 
 def _transient(exc: Exception) -> bool:
     """Throttling and network trouble may pass on a retry; a geo-block, an auth error or a bad symbol will not."""
-    import ccxt
+    from lakehouse_assets.exchange.client import is_transient as exchange_error_is_transient  # imports ccxt
 
-    from lakehouse_assets.klines import rest as rest_klines
-
-    if isinstance(exc, rest_klines.RestAccessError):  # 451, 401/403, 404, unknown exchange/market
-        return False
     if isinstance(exc, FundingRestError):
         return exc.transient
-    # The REST client's retries ran out (429/418/5xx/timeouts) -> worth the asset's RetryPolicy later.
-    stop = getattr(rest_klines, "_Stop", None)
-    if stop is not None and isinstance(exc, stop):
-        return "is unknown to" not in str(exc)  # a delisted/renamed symbol stays unknown
-    return isinstance(exc, (ccxt.NetworkError, ArchiveFetchError, TimeoutError, ConnectionError))
+    verdict = exchange_error_is_transient(exc)  # RestAccessError no; FetchStopped unless the symbol is unknown
+    if verdict is not None:
+        return verdict
+    return isinstance(exc, (ArchiveFetchError, TimeoutError, ConnectionError))

@@ -4,6 +4,8 @@ Blocking (ERROR): ``funding_schema``, ``funding_unique_slots``, ``funding_interv
 that fails them is never written. Advisory (WARN): ``funding_rate_within_cap`` (a rate outside
 the exchange's clamp range is suspicious but Binance has moved caps before) and
 ``funding_count_per_day`` (settlements present vs expected for the interval, missing slots listed).
+All of them run through the shared ``quality.run_checks``. gold/funding_features' checks
+(``FEATURE_CHECKS``: no look-ahead, coverage) are here too.
 """
 
 from __future__ import annotations
@@ -12,8 +14,6 @@ from dataclasses import dataclass
 
 import pandera.polars as pa
 import polars as pl
-from pandera.config import ValidationDepth, config_context
-from pandera.errors import SchemaErrors
 
 from lakehouse_assets.funding.schema import (
     FUNDING_KEY,
@@ -26,7 +26,8 @@ from lakehouse_assets.funding.schema import (
     UTC_MS,
 )
 from lakehouse_assets.instruments import Instrument, parse_instrument
-from lakehouse_assets.quality import CheckOutcome, rules_schema
+from lakehouse_assets.quality import ROW as _ROW
+from lakehouse_assets.quality import CheckOutcome, failures_by_day, rules_schema, run_checks
 
 # Binance clamps each rate to [-cap, +cap]; the cap is per symbol (0.75 x or 1 x the tier-1
 # maintenance margin ratio, e.g. about 0.3 % for BTCUSDT; adjusted symbols up to +/-3 %). 3 % is
@@ -57,7 +58,6 @@ WARN_CHECKS: dict[str, str] = {
     ),
 }
 
-_ROW = "row"
 _VALUE_COLUMNS = ("funding_time", "calc_time", "funding_interval_hours", "funding_rate", "source")
 
 
@@ -130,16 +130,6 @@ _SCHEMAS: dict[str, pa.DataFrameSchema] = {
 }
 
 
-def _run(schema: pa.DataFrameSchema, frame: pl.DataFrame) -> pl.DataFrame | None:
-    # Forced on: an environment-level PANDERA_VALIDATION_* must never turn a check into a no-op.
-    with config_context(validation_enabled=True, validation_depth=ValidationDepth.SCHEMA_AND_DATA):
-        try:
-            schema.validate(frame, lazy=True)
-            return None
-        except SchemaErrors as exc:
-            return exc.failure_cases
-
-
 def _describe(case: dict[str, object]) -> str:
     check, column, found = str(case["check"]), case["column"], case["failure_case"]
     if check == "not_nullable":
@@ -180,7 +170,7 @@ def _coerced(rows: pl.DataFrame, column: str, dtype: pl.DataType) -> pl.Series:
     return pl.Series(column, [None] * rows.height, dtype=dtype)
 
 
-def _failures(cases: pl.DataFrame | None, indexed: pl.DataFrame) -> pl.DataFrame:
+def _failures(name: str, cases: pl.DataFrame | None, indexed: pl.DataFrame) -> pl.DataFrame:
     if cases is None or cases.is_empty():
         return pl.DataFrame(schema=_FAILURE_SCHEMA)
     described = pl.DataFrame(
@@ -197,39 +187,20 @@ def _failures(cases: pl.DataFrame | None, indexed: pl.DataFrame) -> pl.DataFrame
     return described.join(values, on=_ROW, how="left").select(list(_FAILURE_SCHEMA)).sort(_ROW, "rule", nulls_last=False)
 
 
-def _by_day(failures: pl.DataFrame) -> pl.DataFrame:
-    return (
-        failures.filter(pl.col(_ROW).is_not_null())
-        .group_by("market", "symbol", "date")
-        .agg(failing_rows=pl.col(_ROW).n_unique().cast(pl.Int64))
-        .sort("market", "symbol", "date")
-    )
-
-
 def validate_silver_funding(frame: pl.DataFrame, caps: RateCaps) -> list[CheckOutcome]:
     """The three blocking checks and the cap check, one outcome each (in that order)."""
-    indexed = frame.drop(_ROW, strict=False).with_row_index(_ROW).with_columns(pl.col(_ROW).cast(pl.Int64))
-    outcomes = []
-    for name, schema in _SCHEMAS.items():
-        checked = frame
-        if name == "funding_rate_within_cap":
-            pairs = frame.select("market", "symbol").unique()
-            cap_of = pairs.with_columns(
-                __cap=pl.Series([caps.cap(m, s) for m, s in pairs.iter_rows()], dtype=pl.Float64)
-            )
-            checked = frame.join(cap_of, on=["market", "symbol"], how="left", maintain_order="left")
-        cases = _run(schema, checked)
-        failures = _failures(cases, indexed)
-        outcomes.append(
-            CheckOutcome(
-                name=name,
-                description={**BLOCKING_CHECKS, **WARN_CHECKS}[name],
-                passed=cases is None,
-                failures=failures,
-                failures_by_day=_by_day(failures),
-            )
-        )
-    return outcomes
+    descriptions = {**BLOCKING_CHECKS, **WARN_CHECKS}
+    blocking = {name: schema for name, schema in _SCHEMAS.items() if name in BLOCKING_CHECKS}
+    within_cap = {name: schema for name, schema in _SCHEMAS.items() if name not in BLOCKING_CHECKS}
+    # The cap rule reads each row's cap from a __cap column, which the strict schema check would refuse:
+    # it runs on its own over the same rows in the same order (so failing rows keep their positions).
+    pairs = frame.select("market", "symbol").unique()
+    cap_of = pairs.with_columns(__cap=pl.Series([caps.cap(m, s) for m, s in pairs.iter_rows()], dtype=pl.Float64))
+    with_caps = frame.join(cap_of, on=["market", "symbol"], how="left", maintain_order="left")
+    return [
+        *run_checks(frame, blocking, descriptions, _failures, failures_by_day),
+        *run_checks(with_caps, within_cap, descriptions, _failures, failures_by_day),
+    ]
 
 
 _COUNT_SCHEMA = pa.DataFrameSchema(
@@ -243,12 +214,51 @@ _COUNT_SCHEMA = pa.DataFrameSchema(
 
 def validate_fundings_per_day(report: pl.DataFrame) -> CheckOutcome:
     """Pandera over ``funding_transforms.slot_report``: no missing slot, no day without any settlement."""
-    cases = _run(_COUNT_SCHEMA, report)
-    failing = report.filter(pl.col("missing").is_null() | (pl.col("missing") > 0)) if cases is not None else report.clear()
-    return CheckOutcome(
-        name="funding_count_per_day",
-        description=WARN_CHECKS["funding_count_per_day"],
-        passed=cases is None,
-        failures=failing,
-        failures_by_day=failing.select("market", "symbol", "date", "rows", "expected", "missing"),
+
+    def failing_days(name: str, cases: pl.DataFrame | None, indexed: pl.DataFrame) -> pl.DataFrame:
+        return incomplete_days(report) if cases is not None else report.clear()
+
+    (outcome,) = run_checks(
+        report,
+        {"funding_count_per_day": _COUNT_SCHEMA},
+        WARN_CHECKS,
+        failing_days,
+        lambda failing: failing.select("market", "symbol", "date", "rows", "expected", "missing"),
     )
+    return outcome
+
+
+def incomplete_days(report: pl.DataFrame) -> pl.DataFrame:
+    """The instrument-days of a ``slot_report`` missing settlements (``missing`` null: none at all)."""
+    return report.filter(pl.col("missing").is_null() | (pl.col("missing") > 0))
+
+
+# ---------------------------------------------------------------------------------------------
+# gold/funding_features
+
+FEATURE_CHECKS: dict[str, str] = {
+    "funding_no_lookahead": (
+        "Every bar's funding comes from a settlement visible by the bar's close (last_funding_time <= close_time), "
+        "next_funding_time is after the close, and funding_rate_annualized = funding_rate x 24 / interval x 365."
+    ),
+    "funding_coverage": (
+        "WARN: bars of a futures instrument without any visible settlement, and lookback days whose silver funding "
+        "partition does not exist (their bars may miss the previous settlement or part of the 7-day mean)."
+    ),
+}
+
+
+def lookahead_violations(frame: pl.DataFrame) -> pl.DataFrame:
+    """Bars of gold/funding_features that could see the future (blocking ``funding_no_lookahead``), with their date.
+
+    A bar with funding must see a settlement already visible at its close, the next settlement after its
+    close, and funding_rate_annualized = funding_rate x 24 / interval x 365 (to 1e-12, relative).
+    """
+    has = pl.col("funding_rate").is_not_null()
+    expected = pl.col("funding_rate") * 24.0 / pl.col("funding_interval_hours") * 365.0
+    bad = has & (
+        (pl.col("last_funding_time") > pl.col("close_time"))
+        | (pl.col("next_funding_time") <= pl.col("close_time"))
+        | ((pl.col("funding_rate_annualized") - expected).abs() > 1e-12 * (1 + expected.abs()))
+    )
+    return frame.filter(bad).with_columns(date=pl.col("open_time").dt.date())

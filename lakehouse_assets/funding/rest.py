@@ -20,11 +20,14 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from lakehouse_assets.funding.schema import HOUR_MS
 from lakehouse_assets.funding.transforms import day_start_ms
 from lakehouse_assets.instruments import Instrument
+
+if TYPE_CHECKING:  # ccxt is imported only when REST is used
+    from lakehouse_assets.exchange.client import ExchangeClient
 
 # ccxt exchange per futures market (the ids ccxt uses for Binance's USD-M and COIN-M APIs).
 FUNDING_EXCHANGE_IDS: dict[str, str] = {"um": "binanceusdm", "cm": "binancecoinm"}
@@ -131,9 +134,9 @@ def fetch_funding_info(exchange: FundingExchange, *, call: Call = _direct) -> di
 
 @dataclass(frozen=True)
 class RestAccess:
-    """How bronze reaches the funding endpoints: built from the gap-fill REST client (``rest_klines``),
-    so URL overrides (LAKEHOUSE_REST_URL...), ccxt's rate limiter and the retry/backoff policy are the
-    same for klines and funding."""
+    """How bronze reaches the funding endpoints: built from the ``binance_rest`` resource's client (an
+    ``exchange.client.ExchangeClient``), so URL overrides (LAKEHOUSE_REST_URL...), ccxt's rate limiter
+    and the retry/backoff policy are the same for klines and funding."""
 
     exchange: Callable[[str], FundingExchange]  # market -> ccxt exchange
     symbol: Callable[[Instrument], str]  # instrument -> ccxt unified symbol
@@ -141,25 +144,10 @@ class RestAccess:
     describe: Callable[[str], str]  # market -> "binanceusdm via http://..." (for lineage and errors)
 
 
-def rest_access_from_client(client: Any) -> RestAccess:
-    """Adapt a ``rest_klines.RestKlinesClient`` (the ``binance_rest`` resource's client)."""
-    from lakehouse_assets.klines.rest import resolve_unified_symbol
-
-    def call(instrument: Instrument, fn: Callable[[], Any]) -> Any:
-        # The client's retry loop: 429/418 honour Retry-After, 5xx/timeouts back off, 451/401/403/404
-        # raise at once with an explanation. (Private to rest_klines; there is no public wrapper yet.)
-        return client._with_retries(instrument, fn)
-
-    symbols: dict[Instrument, str] = {}
-
-    def symbol(instrument: Instrument) -> str:
-        if instrument not in symbols:
-            exchange = client.exchange(instrument.market)
-            call(instrument, exchange.load_markets)
-            symbols[instrument] = resolve_unified_symbol(exchange.markets, instrument, client.exchange_id(instrument.market))
-        return symbols[instrument]
-
-    return RestAccess(exchange=client.exchange, symbol=symbol, call=call, describe=client.describe)
+def rest_access_from_client(client: ExchangeClient) -> RestAccess:
+    """Adapt the ``binance_rest`` resource's client: its public ``call`` (429/418 honour Retry-After,
+    5xx/timeouts back off, 451/401/403/404 raise at once with an explanation) and ``unified_symbol``."""
+    return RestAccess(exchange=client.exchange, symbol=client.unified_symbol, call=client.call, describe=client.describe)
 
 
 def contiguous_ranges(days: Iterable[date]) -> list[tuple[date, date]]:

@@ -12,6 +12,8 @@ from datetime import date
 
 import polars as pl
 
+from lakehouse_assets.instruments import FUTURES_MARKETS
+
 UTC_MS = pl.Datetime("ms", "UTC")
 
 SILVER_FUNDING_SCHEMA: dict[str, pl.DataType] = {
@@ -35,7 +37,7 @@ NULLABLE_FUNDING_COLUMNS: frozenset[str] = frozenset({"mark_price"})
 FUNDING_KEY: tuple[str, ...] = ("market", "symbol", "funding_time")
 FUNDING_SOURCES: tuple[str, ...] = ("archive", "rest")
 # Only futures markets fund; spot instruments in the universe are skipped.
-FUNDING_MARKETS: tuple[str, ...] = ("um", "cm")
+FUNDING_MARKETS: tuple[str, ...] = FUTURES_MARKETS
 
 # Raw events as parsed from one source file, before snapping (times in epoch ms).
 RAW_FUNDING_SCHEMA: dict[str, pl.DataType] = {
@@ -54,10 +56,6 @@ SNAP_TOLERANCE_MS = 60_000
 
 def empty_funding() -> pl.DataFrame:
     return pl.DataFrame(schema=SILVER_FUNDING_SCHEMA)
-
-
-def empty_raw_funding() -> pl.DataFrame:
-    return pl.DataFrame(schema=RAW_FUNDING_SCHEMA)
 
 
 def month_of(day: date) -> str:

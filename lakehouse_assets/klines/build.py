@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from lakehouse_assets.instruments import Instrument
+from lakehouse_assets.instruments import Instrument, instrument_frame
 from lakehouse_assets.klines.parse import ArchiveFileError, ParsedKlines, parse_klines_zip
 from lakehouse_assets.klines.schema import SILVER_KLINES_SCHEMA, empty_klines
 from lakehouse_assets.lake.store import LakeStorageError, LakeStore
@@ -42,10 +42,7 @@ def build_klines(
     max_workers: int = 4,
     zip_limits: ZipLimits = DEFAULT_ZIP_LIMITS,
 ) -> tuple[pl.DataFrame, list[FileStats]]:
-    wanted = pl.DataFrame(
-        {"market": [i.market for i in instruments], "symbol": [i.symbol for i in instruments]},
-        schema={"market": pl.String, "symbol": pl.String},
-    )
+    wanted = instrument_frame(instruments)
     files = manifest.join(wanted, on=["market", "symbol"], how="semi").filter(pl.col("lake_path").is_not_null())
 
     def parse(row: dict) -> ParsedKlines | Exception:

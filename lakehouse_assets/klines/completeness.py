@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 
-from lakehouse_assets.instruments import Instrument
+from lakehouse_assets.instruments import Instrument, instrument_frame
 from lakehouse_assets.klines.schema import interval_to_timedelta
 
 MAX_LISTED_RANGES = 20
@@ -129,9 +129,7 @@ def _group_by_day(
     open_time = pl.col("open_time")
     if getattr(frame.schema["open_time"], "time_zone", None) is not None:
         open_time = open_time.dt.convert_time_zone("UTC")
-    keys = pl.DataFrame(
-        [(i.market, i.symbol) for i in instruments], schema=["market", "symbol"], orient="row"
-    )
+    keys = instrument_frame(instruments)
     scoped = frame.lazy()
     if "interval" in frame.columns:
         scoped = scoped.filter(pl.col("interval") == interval)

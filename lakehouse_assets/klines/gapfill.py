@@ -12,7 +12,7 @@ instrument over the whole run, coalescing holes when that does not cost an extra
 the exchange's request weight, not the bytes, is the scarce resource.
 
 Pure Polars/Python, no Dagster and no network: the REST side is any object with the
-``KlineFetcher`` shape (see ``rest_klines.RestKlinesClient``).
+``KlineFetcher`` shape (see ``klines.rest.RestKlinesClient``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Protocol
 import polars as pl
 
 from lakehouse_assets.klines.completeness import missing_ranges
-from lakehouse_assets.instruments import Instrument
+from lakehouse_assets.instruments import Instrument, instrument_frame
 from lakehouse_assets.klines.schema import SILVER_KLINES_SCHEMA, empty_klines, interval_to_timedelta
 
 KEY_COLUMNS = ["market", "symbol", "interval", "open_time"]
@@ -417,9 +417,7 @@ def validation_view(frame: pl.DataFrame) -> pl.DataFrame:
 def _restrict(frame: pl.DataFrame, instruments: Sequence[Instrument], interval: str) -> pl.DataFrame:
     if frame.is_empty():
         return empty_klines()
-    keys = pl.DataFrame(
-        [(i.market, i.symbol) for i in instruments], schema=["market", "symbol"], orient="row"
-    )
+    keys = instrument_frame(instruments)
     return (
         frame.select(list(SILVER_KLINES_SCHEMA))
         .filter(pl.col("interval") == interval)

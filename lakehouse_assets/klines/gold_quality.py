@@ -13,19 +13,28 @@ so NaN anywhere fails the rule that covers its column.
 
 Like quality.py, each failing check lists the failing rows (key + rule + values) for the UI,
 and validation depth is forced so an environment variable can never turn a check into a no-op.
+
+One non-blocking rule, ``lookback_coverage`` (WARN): the bars computed from less history than their
+lookback declares, because days inside it were never materialized upstream (``lookback_complete``
+false, see indicators.py). They are written (the values are TA-Lib's over the history present), and
+``lookback_report`` lists them per instrument, interval and day with how much history was missing.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from datetime import date
+
 import pandera.polars as pa
 import polars as pl
 
-from lakehouse_assets.klines.indicators import FEATURES_SCHEMA
+from lakehouse_assets.klines.indicators import FEATURES_SCHEMA, history_bars, missing_history_bars
 from lakehouse_assets.klines.indicators import KEY_COLUMNS as FEATURE_KEY
 from lakehouse_assets.klines.gapfill import SOURCE_REST, validation_view
 from lakehouse_assets.klines.schema import INTERVAL_MS, SILVER_KLINES_SCHEMA
-from lakehouse_assets.quality import CHECK_DESCRIPTIONS as SILVER_CHECK_DESCRIPTIONS
-from lakehouse_assets.quality import CheckOutcome, frame_check, run_checks, validate_silver_klines
+from lakehouse_assets.klines.quality import CHECK_DESCRIPTIONS as SILVER_CHECK_DESCRIPTIONS
+from lakehouse_assets.klines.quality import validate_silver_klines
+from lakehouse_assets.quality import CheckOutcome, frame_check, run_checks
 from lakehouse_assets.klines.resample import MINUTE_MS, MIXED_SOURCE, RESAMPLED_SCHEMA
 
 _ROW = "row"
@@ -50,6 +59,57 @@ FEATURE_CHECK_DESCRIPTIONS: dict[str, str] = {
     "bollinger_order": "bb_lower_20_2 <= bb_middle_20_2 <= bb_upper_20_2 wherever the bands are defined.",
     "atr_non_negative": "atr_14 >= 0 wherever ATR is defined.",
 }
+
+
+LOOKBACK_CHECK = "lookback_coverage"
+LOOKBACK_CHECK_DESCRIPTION = (
+    "WARN: bars computed from less history than their lookback declares (lookback_complete = false), because "
+    "upstream days inside it were never materialized. Listed per symbol, interval and day with the history bars "
+    "missing; their values become the full-history ones when this partition re-runs after those days exist."
+)
+LOOKBACK_REPORT_SCHEMA: dict[str, pl.DataType] = {
+    "market": pl.String(),
+    "symbol": pl.String(),
+    "interval": pl.String(),
+    "date": pl.Date(),
+    "incomplete_bars": pl.UInt32(),
+    "first_bar": pl.Datetime("ms", "UTC"),
+    "last_bar": pl.Datetime("ms", "UTC"),
+    "history_bars_needed": pl.Int64(),
+    "max_history_bars_missing": pl.Int64(),
+}
+
+
+def lookback_report(features: pl.DataFrame, absent_days: Mapping[str, Iterable[date]]) -> pl.DataFrame:
+    """Per (market, symbol, interval, day): the bars with ``lookback_complete`` false, the first and last of
+    them, how many history bars each needs, and the most of those that fell on absent days (the first bar's).
+
+    ``absent_days`` maps an interval to the upstream days its features could not read.
+    """
+    parts = []
+    marked = features.filter(~pl.col("lookback_complete"))
+    for (interval,), rows in marked.partition_by("interval", as_dict=True, maintain_order=True).items():
+        missing = missing_history_bars(rows["open_time"], str(interval), absent_days.get(str(interval), ()))
+        parts.append(
+            rows.select("market", "symbol", "interval", "open_time").with_columns(
+                missing.alias("missing"), history_bars_needed=pl.lit(history_bars(str(interval)), pl.Int64)
+            )
+        )
+    if not parts:
+        return pl.DataFrame(schema=LOOKBACK_REPORT_SCHEMA)
+    return (
+        pl.concat(parts)
+        .group_by("market", "symbol", "interval", date=pl.col("open_time").dt.date())
+        .agg(
+            incomplete_bars=pl.len(),
+            first_bar=pl.col("open_time").min(),
+            last_bar=pl.col("open_time").max(),
+            history_bars_needed=pl.col("history_bars_needed").first(),
+            max_history_bars_missing=pl.col("missing").max(),
+        )
+        .sort("market", "symbol", "interval", "date")
+        .select([pl.col(c).cast(t) for c, t in LOOKBACK_REPORT_SCHEMA.items()])
+    )
 
 
 def _defined_or_null(columns: tuple[str, ...], ok: pl.Expr) -> pl.Expr:
@@ -81,12 +141,11 @@ _RESAMPLED_SCHEMAS: dict[str, pa.DataFrameSchema] = {
     ),
 }
 
+_NEVER_NULL_FEATURES = (*FEATURE_KEY, "close_time", "is_complete", "lookback_complete", "close", "volume", "bars_24h")
 _FEATURE_SCHEMAS: dict[str, pa.DataFrameSchema] = {
     "schema": pa.DataFrameSchema(
         {
-            column: pa.Column(
-                dtype, nullable=column not in (*FEATURE_KEY, "close_time", "is_complete", "close", "volume", "bars_24h")
-            )
+            column: pa.Column(dtype, nullable=column not in _NEVER_NULL_FEATURES)
             for column, dtype in FEATURES_SCHEMA.items()
         },
         strict=True,

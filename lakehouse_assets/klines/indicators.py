@@ -28,12 +28,25 @@ closes; it is documented in the README.
 24h statistics are time-based windows over the bars present: the bars with
 ``open_time`` in (t − 24h, t], i.e. the last 24h of bars ending with bar t. ``bars_24h`` says how
 many bars that was, so thin windows after a gap are visible.
+
+Missing lookback: a day inside the lookback that was never materialized upstream is *absent*,
+which is not the same as a hole (a hole is a day that was materialized and has no bar there, so
+the full history has the hole too and the restart is exact). Absent days are simply not read; the
+bars are computed from the history present (the same per-segment code, so after an absent day
+the indicators warm up again as after a hole), and ``lookback_complete`` is false for every bar
+whose history window, the ``history_bars(interval)`` bars before it (TA-Lib's 600-bar warm-up,
+or 24h for its 24h window and the return of that window's first bar, whichever is longer),
+overlaps an absent day. A bar with ``lookback_complete`` true has the values of a run with every
+day present (its window of present bars is at least as long as the lookback's, so the argument
+above applies unchanged); one with false gets them when it is recomputed after the absent days
+were materialized.
 """
 
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from collections.abc import Iterable
+from datetime import date, datetime
 
 import numpy as np
 import polars as pl
@@ -43,6 +56,7 @@ from lakehouse_assets.klines.schema import INTERVAL_MS
 from lakehouse_assets.klines.resample import split_by
 
 DAY_MS = 86_400_000
+_EPOCH_DAY = date(1970, 1, 1)
 WARMUP_BARS = 600
 ROLLING_WINDOW = "24h"
 ROLLING_WINDOW_MS = DAY_MS
@@ -72,6 +86,7 @@ FEATURES_SCHEMA: dict[str, pl.DataType] = {
     "open_time": pl.Datetime("ms", "UTC"),
     "close_time": pl.Datetime("ms", "UTC"),
     "is_complete": pl.Boolean(),
+    "lookback_complete": pl.Boolean(),
     "close": pl.Float64(),
     "volume": pl.Float64(),
     "ret_1": pl.Float64(),
@@ -92,6 +107,38 @@ def lookback_days(interval: str, warmup_bars: int = WARMUP_BARS) -> int:
     """
     step = INTERVAL_MS[interval]
     return max(1, math.ceil(max(warmup_bars * step, ROLLING_WINDOW_MS) / DAY_MS))
+
+
+def history_bars(interval: str, warmup_bars: int = WARMUP_BARS) -> int:
+    """Bars before bar t that its values depend on when its segment reaches back that far: TA-Lib's warm-up
+    (``warmup_bars``), or its 24h window, whichever is longer. The window's first bar opens at t − 24h + 1
+    interval and its ``log_ret_1`` (in ``realized_vol_24h``) needs the bar before: 24h of bars before t.
+
+    1m: 1440 · 5m / 15m / 1h / 4h / 1d: 600. ``lookback_days`` always covers this many bars.
+    """
+    return max(warmup_bars, ROLLING_WINDOW_MS // INTERVAL_MS[interval])
+
+
+def missing_history_bars(open_time: pl.Series, interval: str, absent_days: Iterable[date]) -> pl.Series:
+    """Per bar: how many of the ``history_bars(interval)`` interval slots before it fall on an absent day
+    (0 = its whole history window was available). Slots are counted on the interval grid, whether or not
+    the market traded then."""
+    step = INTERVAL_MS[interval]
+    opens = open_time.dt.epoch("ms").to_numpy().astype(np.int64, copy=False)
+    absent = np.array(sorted({(d - _EPOCH_DAY).days for d in absent_days}), dtype=np.int64)
+    if not len(absent) or not len(opens):
+        return pl.Series("missing_history_bars", np.zeros(len(opens), dtype=np.int64))
+
+    def absent_ms_before(x: np.ndarray) -> np.ndarray:
+        """Milliseconds of absent days before instant x (a running total over the sorted absent days)."""
+        day = np.floor_divide(x, DAY_MS)
+        before = np.searchsorted(absent, day, side="left")
+        inside = absent[np.minimum(before, len(absent) - 1)] == day
+        return before * DAY_MS + np.where(inside, x - day * DAY_MS, 0)
+
+    span = history_bars(interval) * step
+    missing = (absent_ms_before(opens) - absent_ms_before(opens - span)) // step
+    return pl.Series("missing_history_bars", missing)
 
 
 def bars_per_year(interval: str) -> float:
@@ -129,12 +176,14 @@ def talib_segment(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> dict[
     }
 
 
-def compute_features(bars: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+def compute_features(bars: pl.DataFrame | pl.LazyFrame, absent_days: Iterable[date] = ()) -> pl.DataFrame:
     """Features for every bar of ``bars`` (any instruments and intervals), sorted by the key.
 
     ``bars`` needs market, symbol, interval, open_time, high, low, close, volume, quote_volume;
     close_time and is_complete are taken when present (1m silver bars are complete by definition).
-    Every value at bar t uses bars <= t only.
+    Every value at bar t uses bars <= t only. ``absent_days``: UTC days whose bars exist upstream but
+    were not available (never materialized); ``lookback_complete`` is false for the bars whose history
+    window overlaps one (module docstring). Without them, every bar is ``lookback_complete``.
     """
     check_talib_defaults()
     frame = bars.collect() if isinstance(bars, pl.LazyFrame) else bars
@@ -152,20 +201,25 @@ def compute_features(bars: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
     unknown = sorted(set(present) - set(INTERVAL_MS))
     if unknown:
         raise ValueError(f"feature input has unknown interval(s) {unknown}")
+    absent = frozenset(absent_days)
     return pl.concat(
-        [_features_one(part).collect() for _, part in split_by(frame, ["market", "symbol", "interval"])],
+        [_features_one(part, absent).collect() for _, part in split_by(frame, ["market", "symbol", "interval"])],
         how="vertical",
         rechunk=False,
     )
 
 
-def features_for_window(bars: pl.DataFrame | pl.LazyFrame, start: datetime, end: datetime) -> pl.DataFrame:
-    """Compute over all of ``bars`` (the history incl. lookback) and keep bars opening in [start, end)."""
-    out = compute_features(bars)
+def features_for_window(
+    bars: pl.DataFrame | pl.LazyFrame, start: datetime, end: datetime, absent_days: Iterable[date] = ()
+) -> pl.DataFrame:
+    """Compute over all of ``bars`` (the history incl. lookback) and keep bars opening in [start, end).
+
+    ``absent_days``: days of the lookback the caller could not read (``compute_features``)."""
+    out = compute_features(bars, absent_days)
     return out.filter(pl.col("open_time") >= start, pl.col("open_time") < end)
 
 
-def _features_one(part: pl.DataFrame) -> pl.LazyFrame:
+def _features_one(part: pl.DataFrame, absent_days: frozenset[date]) -> pl.LazyFrame:
     """One (market, symbol, interval): its own frame, so no string-keyed group-bys or window functions."""
     interval = part["interval"][0]
     step = INTERVAL_MS[interval]
@@ -194,6 +248,9 @@ def _features_one(part: pl.DataFrame) -> pl.LazyFrame:
             if "close_time" in part.columns
             else pl.col("open_time") + pl.duration(milliseconds=step - 1),
             is_complete=pl.col("is_complete") if "is_complete" in part.columns else pl.lit(True),
+            lookback_complete=missing_history_bars(part["open_time"], interval, absent_days) == 0
+            if absent_days
+            else pl.lit(True),
         )
         .with_columns(
             ret_1=pl.col("close") / prev_close - 1.0,

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 import polars as pl
 
 from lakehouse_assets.instruments import Instrument
-from lakehouse_assets.lake.io_manager import instrument_file
+from lakehouse_assets.lake.layout import instrument_file
 from lakehouse_assets.lake.store import LakeStore
 
 DEFAULT_MAX_AGE = timedelta(hours=36)

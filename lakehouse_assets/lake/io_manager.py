@@ -1,216 +1,211 @@
-"""The project's IO manager: one Hive-style Parquet file per (day, instrument).
+"""The lake's Dagster adapter: ``LakeResource`` (where the lake is) and ``HiveParquetIOManager``.
 
-Layout: ``<lake>/<layer>/<table>/date=YYYY-MM-DD/<market>-<SYMBOL>.parquet`` (zstd). The ``date``
-column lives only in the path, as Hive, Trino, Spark and Athena expect; loads add it back.
-
-Why one file per instrument and not one per day: a run limited to one newly added symbol must
-be able to write that symbol's history without rewriting (or racing with) the others. Each file
-is written atomically (see ``lake_store``), so a crash never leaves a torn file or a duplicate.
-
-What a re-run may remove (the lake's "never lose data" rule, README "What the lake guarantees"):
-
-* ``keep`` (every data table): an instrument's file for a day is only ever *replaced* by new rows
-  for that instrument-day. An instrument the new output has no rows for (its source was briefly
-  unavailable, or it left the universe) keeps its file. Which rows a replacement may drop is the
-  asset's decision, made from sources that answered (e.g. gap-fill keeps stored rows wherever a
-  REST fetch failed), never the IO manager's.
-* ``exact`` (report tables such as silver/kline_gaps, where a missing row *means* "resolved"): the
-  instrument-days in the run's scope are replaced exactly, so a gap that was filled disappears.
+The layout itself (paths, Parquet encoding, what a re-run may replace) is ``lake/layout.py``, which
+has no Dagster in it; this module only translates: lake errors become ``dg.Failure`` (a day never
+materialized) or ``dg.RetryRequested`` (a transient storage outage, ``defs/common/retries.py``).
 
 The ready-made Polars/DuckDB IO managers are broken on polars 2 / duckdb 2 and return a dict
 or a frame depending on how many partitions are requested; this one always returns one frame
 (lazy on request) for one day, a range, or a lookback window.
+
+Input options (``dg.AssetIn(metadata=...)``):
+
+* ``{"columns": [...]}``: read only these columns.
+* ``{"lakehouse/missing": "skip"}`` (``MISSING_KEY: MISSING_SKIP``): days that may be missing. The
+  days the table holds are loaded, absent ones are skipped without an error; with no day present
+  the input is an empty frame with the table's columns (if the table holds any file), else None.
+  Default (``"error"``): a day never materialized fails the step, naming every absent day.
+* Annotate the input as ``StoredDays`` to also learn which days were present and which missing.
 """
 
 from __future__ import annotations
 
-import io
-from datetime import date
+import threading
+import types
+import typing
+from collections.abc import Sequence
 from typing import Any
 
 import dagster as dg
 import polars as pl
-import pyarrow.parquet as pq
+from dagster_aws.s3 import S3Resource
+from pydantic import Field
 
-from lakehouse_assets.lake.store import LakeStore
-from lakehouse_assets.defs.common.resources import LakeResource
-from lakehouse_assets.defs.common.retries import retries_storage_errors
+from lakehouse_assets.defs.common.retries import checked, retries_storage_errors
+from lakehouse_assets.lake.layout import (
+    EMPTY_FILE,
+    SCOPE_ALL,
+    WRITE_EXACT,
+    WRITE_KEEP,
+    MissingPartitionsError,
+    StoredDays,
+    day_ranges,
+    empty_frame,
+    frame_to_parquet,
+    partition_dir,
+    read_days,
+    scan_partitions,
+    scan_stored,
+    write_partitions,
+)
+from lakehouse_assets.lake.store import DEFAULT_STORAGE, LakeStore, open_store, s3_client, s3_region, s3_session
 
-EMPTY_FILE = "_empty.parquet"
+__all__ = [
+    "EMPTY_FILE", "MISSING_ERROR", "MISSING_KEY", "MISSING_SKIP", "SCOPE_ALL", "SCOPE_KEY", "WRITE_EXACT",
+    "WRITE_KEEP", "WRITE_MODE_KEY", "HiveParquetIOManager", "LakeResource", "LakeS3Resource", "StoredDays",
+    "table_prefix",
+]
+
+# Output metadata: which instruments a run was asked about (``exact`` writes replace only those).
 SCOPE_KEY = "instrument_scope"
-SCOPE_ALL = "all"
 # Asset definition metadata: how a re-run treats instrument files the new output has no rows for.
 WRITE_MODE_KEY = "lakehouse/write_mode"
-WRITE_KEEP = "keep"
-WRITE_EXACT = "exact"
-INSTRUMENT_COLUMNS = ("market", "symbol")
+# Input metadata: what a day the upstream table never stored means for this input.
+MISSING_KEY = "lakehouse/missing"
+MISSING_ERROR = "error"
+MISSING_SKIP = "skip"
+
+_stores: dict[tuple[Any, ...], LakeStore] = {}
+_stores_lock = threading.Lock()
 
 
 def table_prefix(asset_key: dg.AssetKey) -> str:
     return "/".join(asset_key.path)
 
 
-def partition_dir(table: str, day: str) -> str:
-    return f"{table}/date={day}"
+def _table(key: dg.AssetKey | str) -> str:
+    return key if isinstance(key, str) else table_prefix(key)
 
 
-def instrument_file(market: str, symbol: str) -> str:
-    return f"{market}-{symbol}.parquet"
+class LakeS3Resource(S3Resource):
+    """The lake's S3 client, configured the dagster-aws way (endpoint, region, profile, keys, attempts).
 
-
-def frame_to_parquet(frame: pl.DataFrame) -> bytes:
-    """zstd Parquet tuned for market data, so silver stays smaller than Binance's own zips.
-
-    Timestamps and counts rise steadily, so DELTA_BINARY_PACKED shrinks them to a few bits per row;
-    dictionaries are kept for the constant string columns only (price dictionaries cost more than
-    they save). Data page v1 keeps the files readable by older Hive/Trino/Athena readers.
+    Why a subclass: ``S3Resource.get_client()`` sets no timeouts and passes ``max_attempts`` as
+    botocore's retry count; the lake needs a connect/read timeout (a hung PUT must not block a run)
+    and counts attempts in all (LAKEHOUSE_S3_MAX_ATTEMPTS, as before). The fields are dagster-aws's.
     """
-    table = frame.to_arrow()
-    delta = [
-        name for name, dtype in frame.schema.items()
-        if dtype in (pl.Int64, pl.Int32, pl.Date) or isinstance(dtype, pl.Datetime)
-    ]
-    strings = [name for name, dtype in frame.schema.items() if dtype == pl.String]
-    buf = io.BytesIO()
-    pq.write_table(
-        table,
-        buf,
-        compression="zstd",
-        compression_level=6,
-        use_dictionary=strings or False,
-        column_encoding={name: "DELTA_BINARY_PACKED" for name in delta} or None,
-        data_page_version="1.0",
-        write_statistics=True,
+
+    endpoint_url: str | None = Field(
+        default=None, description="LAKEHOUSE_S3_ENDPOINT_URL: S3-compatible endpoint (MinIO, ...); unset = AWS"
     )
-    return buf.getvalue()
+    region_name: str | None = Field(
+        default=None, description="AWS_REGION; unset = AWS_DEFAULT_REGION, the profile's region, else us-east-1"
+    )
+    profile_name: str | None = Field(default=None, description="AWS_PROFILE; unset = boto3's default chain")
+    max_attempts: int = Field(
+        default=8, description="LAKEHOUSE_S3_MAX_ATTEMPTS: attempts per S3 request in all (5xx, throttling, timeouts)"
+    )
+    timeout_seconds: int = Field(default=60, description="LAKEHOUSE_S3_TIMEOUT_SECONDS: S3 connect/read timeout")
+
+    def check(self) -> None:
+        """Every lake setting by its rule (a resource may be built in code, or resolved at run time)."""
+        if self.endpoint_url is not None:
+            checked("LAKEHOUSE_S3_ENDPOINT_URL", self.endpoint_url)
+        checked("LAKEHOUSE_S3_MAX_ATTEMPTS", str(self.max_attempts))
+        checked("LAKEHOUSE_S3_TIMEOUT_SECONDS", str(self.timeout_seconds))
+
+    def session_options(self) -> dict[str, Any]:
+        return {
+            "profile_name": self.profile_name,
+            "aws_access_key_id": self.aws_access_key_id,
+            "aws_secret_access_key": self.aws_secret_access_key,
+            "aws_session_token": self.aws_session_token,
+        }
+
+    def client_options(self) -> dict[str, Any]:
+        return {"use_ssl": self.use_ssl, "verify": self.verify, "unsigned": self.use_unsigned_session}
+
+    def get_client(self) -> Any:
+        session = s3_session(**self.session_options())
+        return s3_client(
+            session,
+            region=s3_region(session, self.region_name),
+            endpoint_url=self.endpoint_url or None,
+            max_attempts=self.max_attempts,
+            timeout_seconds=float(self.timeout_seconds),
+            **self.client_options(),
+        )
+
+    def cache_key(self) -> tuple[Any, ...]:
+        return (
+            self.endpoint_url or None, self.region_name, self.profile_name, self.max_attempts, self.timeout_seconds,
+            self.use_ssl, self.verify, self.use_unsigned_session,
+            self.aws_access_key_id, self.aws_secret_access_key, self.aws_session_token,
+        )  # fmt: skip
 
 
-def _day_expr(frame: pl.DataFrame, column: str) -> pl.Expr:
-    dtype = frame.schema[column]
-    if dtype == pl.Date:
-        return pl.col(column)
-    if isinstance(dtype, pl.Datetime):
-        return pl.col(column).dt.convert_time_zone("UTC").dt.date() if dtype.time_zone else pl.col(column).dt.date()
-    raise TypeError(f"partition column {column!r} must be a Date or Datetime, got {dtype}")
+class LakeResource(dg.ConfigurableResource):
+    """Where the lake lives: a local directory (the embedded default) or ``s3://bucket/prefix``.
+
+    An S3 lake's client comes from ``s3`` (dagster-aws ``S3Resource``); unset = its defaults.
+    """
+
+    storage: str = Field(
+        default=DEFAULT_STORAGE,
+        description="LAKEHOUSE_STORAGE: local path or s3://bucket/prefix; the default 'lakehouse_data' is the "
+        "directory of that name in the project root (the checkout holding pyproject.toml), not the working directory",
+    )
+    s3: LakeS3Resource | None = None
+
+    def s3_resource(self) -> LakeS3Resource:
+        return self.s3 if self.s3 is not None else LakeS3Resource()
+
+    def store(self) -> LakeStore:
+        # One store (and one boto3 client) per process and setting: clients are thread-safe and costly to build.
+        s3 = self.s3_resource()
+        key = (self.storage, *s3.cache_key())
+        with _stores_lock:
+            if key not in _stores:
+                self.check()
+                _stores[key] = open_store(
+                    self.storage,
+                    s3.endpoint_url,
+                    s3_max_attempts=s3.max_attempts,
+                    s3_timeout_seconds=s3.timeout_seconds,
+                    s3_options={
+                        "region_name": s3.region_name,
+                        "session_options": s3.session_options(),
+                        "client_options": s3.client_options(),
+                        "client_factory": s3.get_client,
+                    },
+                )
+            return _stores[key]
+
+    def check(self) -> None:
+        checked("LAKEHOUSE_STORAGE", self.storage)
+        self.s3_resource().check()
+
+    def read_days(
+        self, table: dg.AssetKey | str, days: Sequence[str], *, columns: Sequence[str] | None = None
+    ) -> StoredDays:
+        """What ``table`` holds for ``days``; days never written are listed in ``missing``."""
+        return read_days(self.store(), _table(table), days, columns=columns)
+
+    def scan_stored(self, table: dg.AssetKey | str, days: Sequence[str]) -> pl.LazyFrame | None:
+        """An asset's OWN previous output for ``days`` (None: none stored), for the never-lose-data rule.
+
+        Upstream tables are read through the IO manager (``ins=``), not with this.
+        """
+        return scan_stored(self.store(), _table(table), days)
+
+    def empty_frame(self, table: dg.AssetKey | str, columns: Sequence[str] | None = None) -> pl.LazyFrame | None:
+        return empty_frame(self.store(), _table(table), columns)
 
 
 def _meta_value(value: Any) -> Any:
     return getattr(value, "value", value)
 
 
-def write_partitions(
-    store: LakeStore,
-    table: str,
-    frame: pl.DataFrame,
-    *,
-    days: list[str],
-    partition_column: str,
-    scope: str = SCOPE_ALL,
-    mode: str = WRITE_KEEP,
-) -> dict[str, Any]:
-    """Persist ``frame`` as the given daily partitions of ``table``; returns per-day write stats.
-
-    ``mode`` is ``keep`` or ``exact`` (module docstring); ``scope`` (``all`` or ``market:SYMBOL,…``)
-    limits what ``exact`` may delete to the instruments the run was asked about.
-    """
-    if mode not in (WRITE_KEEP, WRITE_EXACT):
-        raise ValueError(f"{table}: unknown write mode {mode!r}; expected {WRITE_KEEP!r} or {WRITE_EXACT!r}")
-    missing = [c for c in (*INSTRUMENT_COLUMNS, partition_column) if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{table}: output frame lacks column(s) {missing}; every table row carries market and symbol")
-    frame = frame.with_columns(__day=_day_expr(frame, partition_column).cast(pl.String))
-    stray = frame.filter(~pl.col("__day").is_in(days))
-    if stray.height:
-        sample = stray.select("__day").unique().head(5).to_series().to_list()
-        raise ValueError(f"{table}: {stray.height} rows fall outside the partitions being written {days[:3]}…: days {sample}")
-    data_cols = [c for c in frame.columns if c not in ("__day", "date")]
-    scoped_files = None if scope == SCOPE_ALL else {
-        instrument_file(*key.split(":", 1)) for key in scope.split(",") if key
-    }
-    stats: dict[str, Any] = {
-        "files_written": 0, "bytes_written": 0, "files_deleted": 0, "rows_by_day": {}, "kept": [],
-    }
-    by_day = {key[0]: part for key, part in frame.partition_by("__day", as_dict=True, maintain_order=True).items()}
-    for day in days:
-        prefix = partition_dir(table, day)
-        part = by_day.get(day)
-        written: set[str] = set()
-        if part is not None:
-            for (market, symbol), rows in part.partition_by(list(INSTRUMENT_COLUMNS), as_dict=True, maintain_order=True).items():
-                name = instrument_file(str(market), str(symbol))
-                payload = frame_to_parquet(rows.select(data_cols))
-                store.put_bytes(f"{prefix}/{name}", payload)
-                written.add(name)
-                stats["files_written"] += 1
-                stats["bytes_written"] += len(payload)
-        existing = {k.rsplit("/", 1)[-1] for k in store.list_keys(prefix) if k.endswith(".parquet")}
-        if mode == WRITE_KEEP:
-            # Never replaced by nothing: only the empty-day marker may go.
-            stale = {EMPTY_FILE} if written else set()
-            stats["kept"].extend(
-                f"{day} {name.removesuffix('.parquet').replace('-', ':', 1)}"
-                for name in sorted(existing - written - {EMPTY_FILE})
-                if scoped_files is None or name in scoped_files
-            )
-        else:
-            stale = {
-                name for name in existing - written
-                if scoped_files is None or name in scoped_files or name == EMPTY_FILE
-            }
-        if written:
-            stale.add(EMPTY_FILE)
-        stale &= existing
-        if not written and not (existing - stale):
-            # A day with no rows still gets a schema-carrying file, so loads and SQL see an empty day, not a hole.
-            store.put_bytes(f"{prefix}/{EMPTY_FILE}", frame_to_parquet(frame.select(data_cols).clear()))
-            stale.discard(EMPTY_FILE)
-        if stale:
-            store.delete_keys([f"{prefix}/{name}" for name in sorted(stale)])
-            stats["files_deleted"] += len(stale)
-        store.sweep_temporaries(prefix)
-        stats["rows_by_day"][day] = 0 if part is None else part.height
-    return stats
-
-
-def scan_partitions(
-    store: LakeStore, table: str, days: list[str], *, columns: list[str] | None = None
-) -> pl.LazyFrame:
-    """One lazy frame over the given days (with a ``date`` column); a day never materialized is an error."""
-    uris: list[str] = []
-    missing: list[str] = []
-    for day in days:
-        keys = [k for k in store.list_keys(partition_dir(table, day)) if k.endswith(".parquet")]
-        if not keys:
-            missing.append(day)
-        uris.extend(store.uri(k) for k in keys)
-    if missing:
-        shown = ", ".join(missing[:10]) + (f" … (+{len(missing) - 10} more)" if len(missing) > 10 else "")
-        raise dg.Failure(
-            description=(
-                f"{table} has no data for {len(missing)} requested day(s): {shown} "
-                f"(looked under {store.uri(table)}); materialize those partitions first"
-            )
-        )
-    lf = pl.scan_parquet(
-        uris,
-        glob=False,  # explicit files: a lake path like 'lake[1]' must not match a sibling 'lake1'
-        hive_partitioning=True,
-        hive_schema={"date": pl.Date},
-        storage_options=store.polars_storage_options,
-    )
-    if columns:
-        lf = lf.select(columns)
-    return lf
-
-
-def scan_stored(store: LakeStore, table: str, days: list[str]) -> pl.LazyFrame | None:
-    """What ``table`` holds for those of ``days`` that were ever written (None: none were).
-
-    For an asset that must compare with its own previous output (never replace stored rows by
-    nothing); unlike ``scan_partitions`` a day never written is simply absent, not an error.
-    """
-    present = [day for day in days if any(k.endswith(".parquet") for k in store.list_keys(partition_dir(table, day)))]
-    return scan_partitions(store, table, present) if present else None
+def _wanted(typing_type: Any) -> str:
+    """What an input annotation asks for: 'stored' (StoredDays), 'lazy' (LazyFrame) or 'eager'."""
+    candidates = [typing_type]
+    if typing.get_origin(typing_type) in (typing.Union, types.UnionType):
+        candidates = [t for t in typing.get_args(typing_type) if t is not type(None)]
+    if any(t is StoredDays for t in candidates):
+        return "stored"
+    if any(t is pl.LazyFrame for t in candidates):
+        return "lazy"
+    return "eager"
 
 
 class HiveParquetIOManager(dg.ConfigurableIOManager):
@@ -262,21 +257,40 @@ class HiveParquetIOManager(dg.ConfigurableIOManager):
         )
 
     @retries_storage_errors
-    def load_input(self, context: dg.InputContext) -> pl.DataFrame | pl.LazyFrame:
+    def load_input(self, context: dg.InputContext) -> pl.DataFrame | pl.LazyFrame | StoredDays | None:
         store = self.lake.store()
         table = table_prefix(context.asset_key)
-        columns = (context.definition_metadata or {}).get("columns")
-        if context.has_asset_partitions:
-            lf = scan_partitions(store, table, list(context.asset_partition_keys), columns=columns)
-        else:
+        meta = context.definition_metadata or {}
+        columns = meta.get("columns")
+        wanted = _wanted(context.dagster_type.typing_type)
+        if not context.has_asset_partitions:
             lf = pl.scan_parquet(
                 store.uri(f"{table}/data.parquet"), glob=False, storage_options=store.polars_storage_options
             )
-        if context.dagster_type.typing_type is pl.LazyFrame:
-            return lf
-        return lf.collect()
-
-
-def days_in_window(start: date, end: date) -> list[str]:
-    """ISO days in [start, end) — the keys of a daily time window."""
-    return [d.isoformat() for d in pl.date_range(start, end, "1d", closed="left", eager=True).to_list()]
+            return lf if wanted == "lazy" else lf.collect()
+        missing_mode = str(meta.get(MISSING_KEY, MISSING_ERROR))
+        if missing_mode not in (MISSING_ERROR, MISSING_SKIP):
+            raise dg.DagsterInvariantViolationError(
+                f"{table}: input metadata {MISSING_KEY}={missing_mode!r}; expected {MISSING_ERROR!r} or {MISSING_SKIP!r}"
+            )
+        days = list(context.asset_partition_keys)
+        if missing_mode == MISSING_SKIP or not days:
+            stored = read_days(store, table, days, columns=columns)
+            if stored.missing:
+                context.log.info(
+                    f"{table}: {len(stored.missing)} of {len(days)} day(s) not stored, skipped: "
+                    f"{day_ranges(stored.missing)}"
+                )
+        else:
+            try:
+                lf = scan_partitions(store, table, days, columns=columns)
+            except MissingPartitionsError as exc:
+                raise dg.Failure(description=str(exc)) from exc
+            stored = StoredDays(frame=lf, present=tuple(days), missing=())
+        if stored.frame is None:
+            stored = StoredDays(empty_frame(store, table, columns), stored.present, stored.missing)
+        if wanted == "stored":
+            return stored
+        if stored.frame is None:
+            return None
+        return stored.frame if wanted == "lazy" else stored.frame.collect()

@@ -15,10 +15,37 @@ from __future__ import annotations
 import duckdb
 import polars as pl
 
-from lakehouse_assets.lake.store import LakeStore, LocalStore, S3Store, store_from_env
+from lakehouse_assets import settings
+from lakehouse_assets.lake.store import (
+    DEFAULT_STORAGE,
+    LakeStore,
+    LocalStore,
+    S3Store,
+    default_lake_dir,
+    open_store,
+)
 
 # Raw archive mirror and other non-table trees live beside the tables; only dirs holding date=… are tables.
 _RAW_DIRS = {"binance"}
+
+
+def store_from_env() -> LakeStore:
+    """The lake as configured by LAKEHOUSE_STORAGE / LAKEHOUSE_S3_* (for notebooks and the CLI).
+
+    Only the lake's own settings are checked here (a bad cron string must not stop a SQL query);
+    a bad one raises ``settings.ConfigError`` naming the variable, its value and what is expected.
+    """
+    current = settings.load()
+    names = ("LAKEHOUSE_STORAGE", "LAKEHOUSE_S3_ENDPOINT_URL", "LAKEHOUSE_S3_MAX_ATTEMPTS", "LAKEHOUSE_S3_TIMEOUT_SECONDS")
+    problems = [error for name in names if (error := current.values[name].error)]
+    if problems:
+        raise settings.ConfigError(problems)
+    return open_store(
+        current["LAKEHOUSE_STORAGE"],
+        current["LAKEHOUSE_S3_ENDPOINT_URL"],
+        s3_max_attempts=current["LAKEHOUSE_S3_MAX_ATTEMPTS"],
+        s3_timeout_seconds=current["LAKEHOUSE_S3_TIMEOUT_SECONDS"],
+    )
 
 
 def discover_tables(store: LakeStore) -> list[tuple[str, str]]:
@@ -41,18 +68,21 @@ def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
-def connect(store: LakeStore | None = None) -> duckdb.DuckDBPyConnection:
-    """An in-memory connection with a view per lake table, in UTC."""
-    store = store or store_from_env()
-    con = duckdb.connect(":memory:")
+def attach_lake(con: duckdb.DuckDBPyConnection, store: LakeStore) -> list[str]:
+    """Define one view per lake table on ``con`` (``<layer>.<table>``), in UTC; returns their names.
+
+    The one place the views are made: ``connect`` (notebooks, the CLI) and the Dagster
+    ``LakeDuckDBResource`` (``defs/resources.py``) both call it.
+    """
     con.execute("SET TimeZone = 'UTC'")
+    names = []
     for layer, table in discover_tables(store):
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(layer)}")
         view = f"{_quote(layer)}.{_quote(table)}"
         if isinstance(store, LocalStore):
             glob = (_glob_literal(store.uri(f"{layer}/{table}")) + "/*/*.parquet").replace("'", "''")
             con.execute(
-                f"CREATE VIEW {view} AS SELECT * FROM read_parquet('{glob}', hive_partitioning = true, "
+                f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM read_parquet('{glob}', hive_partitioning = true, "
                 "hive_types = {'date': 'DATE'}, union_by_name = true)"
             )
         elif isinstance(store, S3Store):
@@ -68,17 +98,64 @@ def connect(store: LakeStore | None = None) -> duckdb.DuckDBPyConnection:
             )
             arrow_name = f"__lake_{layer}_{table}"
             con.register(arrow_name, dataset)
-            con.execute(f"CREATE VIEW {view} AS SELECT * FROM {_quote(arrow_name)}")
+            con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM {_quote(arrow_name)}")
         else:  # pragma: no cover - only two backends exist
             raise TypeError(f"unsupported store {type(store).__name__}")
+        names.append(f"{layer}.{table}")
+    return names
+
+
+def connect(store: LakeStore | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory connection with a view per lake table, in UTC."""
+    store = store or store_from_env()
+    con = duckdb.connect(":memory:")
+    attach_lake(con, store)
     return con
+
+
+def describe_lake(store: LakeStore) -> str:
+    """Which lake, for messages: its location and where that came from."""
+    configured = (settings.load().values["LAKEHOUSE_STORAGE"].raw or "").strip()
+    try:
+        configured_root = open_store(configured).root_uri if configured else None
+    except ValueError:
+        configured_root = None
+    if configured_root == store.root_uri:
+        origin = f"LAKEHOUSE_STORAGE={configured!r}"
+    elif not configured and isinstance(store, LocalStore) and store.root == default_lake_dir():
+        origin = f"LAKEHOUSE_STORAGE unset: the default, '{DEFAULT_STORAGE}' in the project root"
+    else:
+        return store.root_uri
+    return f"{store.root_uri} ({origin})"
+
+
+def no_tables_message(store: LakeStore) -> str:
+    return (
+        f"the lake at {describe_lake(store)} holds no tables yet; materialize some assets first "
+        "(`make demo` builds a sample lake), or point LAKEHOUSE_STORAGE at an existing lake"
+    )
+
+
+def run(con: duckdb.DuckDBPyConnection, statement: str, store: LakeStore) -> pl.DataFrame:
+    """``statement`` on ``con`` as a Polars frame; a table or schema that does not exist names the lake searched."""
+    try:
+        return con.sql(statement).pl()
+    except duckdb.CatalogException as exc:
+        present = tables(store)
+        where = (
+            no_tables_message(store)
+            if not present
+            else f"the lake at {describe_lake(store)} holds: {', '.join(present)}"
+        )
+        raise duckdb.CatalogException(f"{exc}\n{where}") from exc
 
 
 def query(sql: str, *, store: LakeStore | None = None) -> pl.DataFrame:
     """Run SQL over the lake and return a Polars frame, e.g. ``query("select * from silver.klines limit 5")``."""
+    store = store or store_from_env()
     con = connect(store)
     try:
-        return con.sql(sql).pl()
+        return run(con, sql, store)
     finally:
         con.close()
 

@@ -13,12 +13,14 @@ import socket
 import time
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+# The default lake is this directory in the PROJECT ROOT, wherever a command runs (``default_lake_dir``).
 DEFAULT_STORAGE = "lakehouse_data"
 
 _HOST = socket.gethostname().replace(".", "_").replace("-", "_")
@@ -46,7 +48,11 @@ def _writer_is_gone(tmp: Path) -> bool:
         return False
 
 
-class LakeStorageError(RuntimeError):
+class LakeError(RuntimeError):
+    """Something about the lake itself: storage failed, or a table lacks what a read needs."""
+
+
+class LakeStorageError(LakeError):
     """A storage operation failed for good (after the backend's own retries)."""
 
 
@@ -171,6 +177,65 @@ class LocalStore(LakeStore):
             self._path(key).unlink(missing_ok=True)
 
 
+def s3_session(
+    profile_name: str | None = None,
+    aws_access_key_id: str | None = None,
+    aws_secret_access_key: str | None = None,
+    aws_session_token: str | None = None,
+) -> Any:
+    """A boto3 session; unset arguments fall back to boto3's own chain (AWS_PROFILE, env keys, ~/.aws, roles)."""
+    import boto3
+
+    return boto3.session.Session(
+        profile_name=profile_name or None,
+        aws_access_key_id=aws_access_key_id or None,
+        aws_secret_access_key=aws_secret_access_key or None,
+        aws_session_token=aws_session_token or None,
+    )
+
+
+def s3_region(session: Any, region_name: str | None = None) -> str:
+    return (
+        region_name
+        or os.environ.get("AWS_REGION")
+        or os.environ.get("AWS_DEFAULT_REGION")
+        or session.region_name
+        or "us-east-1"
+    )
+
+
+def s3_client(
+    session: Any,
+    *,
+    region: str,
+    endpoint_url: str | None,
+    max_attempts: int,
+    timeout_seconds: float,
+    use_ssl: bool = True,
+    verify: bool | None = None,
+    unsigned: bool = False,
+) -> Any:
+    """The lake's S3 client: ``max_attempts`` attempts in all per request, a connect and read timeout.
+
+    botocore's "standard" mode retries 5xx, throttling and connection errors with backoff.
+    """
+    from botocore.config import Config
+
+    config = Config(
+        retries={"mode": "standard", "total_max_attempts": max_attempts},
+        connect_timeout=min(10.0, timeout_seconds),
+        read_timeout=timeout_seconds,
+    )
+    client = session.client(
+        "s3", endpoint_url=endpoint_url, region_name=region, use_ssl=use_ssl, verify=verify, config=config
+    )
+    if unsigned:
+        from botocore.handlers import disable_signing
+
+        client.meta.events.register("choose-signer.s3.*", disable_signing)
+    return client
+
+
 @dataclass
 class S3Store(LakeStore):
     bucket: str
@@ -178,7 +243,13 @@ class S3Store(LakeStore):
     endpoint_url: str | None = None
     max_attempts: int = 8
     read_timeout: float = 60.0
-    _client_kwargs: dict[str, Any] = field(default_factory=dict)
+    region_name: str | None = None
+    #: boto3 Session arguments: profile_name, aws_access_key_id, aws_secret_access_key, aws_session_token.
+    session_options: dict[str, Any] = field(default_factory=dict)
+    #: Client arguments beyond the above: use_ssl, verify, unsigned.
+    client_options: dict[str, Any] = field(default_factory=dict)
+    #: Builds the client instead of ``s3_client`` (the Dagster resource passes dagster-aws's ``S3Resource.get_client``).
+    client_factory: Callable[[], Any] | None = None
 
     def __post_init__(self) -> None:
         self.prefix = self.prefix.strip("/")
@@ -186,31 +257,23 @@ class S3Store(LakeStore):
 
     @cached_property
     def _session(self) -> Any:
-        import boto3
-
-        return boto3.session.Session()
+        return s3_session(**self.session_options)
 
     @cached_property
     def region(self) -> str:
-        return (
-            os.environ.get("AWS_REGION")
-            or os.environ.get("AWS_DEFAULT_REGION")
-            or self._session.region_name
-            or "us-east-1"
-        )
+        return s3_region(self._session, self.region_name)
 
     @cached_property
     def client(self) -> Any:
-        from botocore.config import Config
-
-        # botocore's "standard" mode retries 5xx, throttling and connection errors with backoff.
-        config = Config(
-            retries={"mode": "standard", "total_max_attempts": self.max_attempts},
-            connect_timeout=min(10.0, self.read_timeout),
-            read_timeout=self.read_timeout,
-        )
-        return self._session.client(
-            "s3", endpoint_url=self.endpoint_url, region_name=self.region, config=config
+        if self.client_factory is not None:
+            return self.client_factory()
+        return s3_client(
+            self._session,
+            region=self.region,
+            endpoint_url=self.endpoint_url,
+            max_attempts=self.max_attempts,
+            timeout_seconds=self.read_timeout,
+            **self.client_options,
         )
 
     def _key(self, key: str) -> str:
@@ -301,6 +364,8 @@ class S3Store(LakeStore):
     @property
     def polars_storage_options(self) -> dict[str, str]:
         options = {"aws_region": self.region}
+        if self.client_options.get("unsigned"):
+            options["aws_skip_signature"] = "true"
         if self.endpoint_url:
             options["aws_endpoint_url"] = self.endpoint_url
             if self.endpoint_url.startswith("http://"):
@@ -318,6 +383,8 @@ class S3Store(LakeStore):
         from pyarrow import fs
 
         kwargs: dict[str, Any] = {"region": self.region}
+        if self.client_options.get("unsigned"):
+            kwargs["anonymous"] = True
         if self.endpoint_url:
             parsed = urlparse(self.endpoint_url)
             kwargs["endpoint_override"] = parsed.netloc + parsed.path.rstrip("/")
@@ -333,24 +400,58 @@ class S3Store(LakeStore):
         return f"{self.bucket}/{self._key(key)}"
 
 
+def project_root() -> Path:
+    """The directory the default lake lives in, whatever the working directory is.
+
+    1. The project checkout: the directory holding ``pyproject.toml`` beside the ``lakehouse_assets``
+       package (a clone, ``pip install -e``, ``make install``).
+    2. Else (the package installed from a wheel, e.g. in a container) the parent of ``DAGSTER_HOME``,
+       which ``make`` sets to ``<project>/.dagster_home``.
+    3. Else the working directory, as before.
+    """
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "pyproject.toml").is_file() and (checkout / "lakehouse_assets").is_dir():
+        return checkout
+    home = os.environ.get("DAGSTER_HOME", "").strip()
+    if home:
+        return Path(home).expanduser().resolve().parent
+    return Path.cwd()
+
+
+def default_lake_dir() -> Path:
+    """Where the lake is when LAKEHOUSE_STORAGE is unset (or set to the default name ``lakehouse_data``)."""
+    return project_root() / DEFAULT_STORAGE
+
+
+def local_lake_path(storage: str) -> Path:
+    """A local LAKEHOUSE_STORAGE value as a path: the default name in the project root, any other
+    relative path relative to the working directory (as it always was), ``file://`` stripped."""
+    path = storage.removeprefix("file://")
+    if path == DEFAULT_STORAGE:
+        return default_lake_dir()
+    return Path(path)
+
+
 def open_store(
     storage: str | None = None,
     s3_endpoint_url: str | None = None,
     *,
     s3_max_attempts: int | None = None,
     s3_timeout_seconds: float | None = None,
+    s3_options: dict[str, Any] | None = None,
 ) -> LakeStore:
-    """``storage`` is a local path (relative to the working directory) or ``s3://bucket/prefix``.
+    """``storage`` is a local path or ``s3://bucket/prefix``; unset = ``default_lake_dir()``.
 
     ``s3_max_attempts`` / ``s3_timeout_seconds`` tune botocore's retries (5xx, throttling, resets,
     timeouts) and its connect/read timeout; unset = the S3Store defaults (8 attempts, 60 s).
+    ``s3_options``: further ``S3Store`` fields (region_name, session_options, client_options, client_factory).
     """
     storage = storage or DEFAULT_STORAGE
     if storage.startswith("s3://"):
         parsed = urlparse(storage)
         if not parsed.netloc:
             raise ValueError(f"LAKEHOUSE_STORAGE={storage!r} has no bucket; expected s3://bucket/prefix")
-        tuning: dict[str, Any] = {}
+        tuning: dict[str, Any] = dict(s3_options or {})
         if s3_max_attempts:
             tuning["max_attempts"] = int(s3_max_attempts)
         if s3_timeout_seconds:
@@ -358,25 +459,4 @@ def open_store(
         return S3Store(bucket=parsed.netloc, prefix=parsed.path, endpoint_url=s3_endpoint_url or None, **tuning)
     if "://" in storage and not storage.startswith("file://"):
         raise ValueError(f"LAKEHOUSE_STORAGE={storage!r}: only local paths and s3:// URIs are supported")
-    return LocalStore(Path(storage.removeprefix("file://")))
-
-
-def store_from_env() -> LakeStore:
-    """The lake as configured by LAKEHOUSE_STORAGE / LAKEHOUSE_S3_* (for notebooks and the CLI).
-
-    Only the lake's own settings are checked here (a bad cron string must not stop a SQL query);
-    a bad one raises ``settings.ConfigError`` naming the variable, its value and what is expected.
-    """
-    from lakehouse_assets import settings
-
-    current = settings.load()
-    names = ("LAKEHOUSE_STORAGE", "LAKEHOUSE_S3_ENDPOINT_URL", "LAKEHOUSE_S3_MAX_ATTEMPTS", "LAKEHOUSE_S3_TIMEOUT_SECONDS")
-    problems = [error for name in names if (error := current.values[name].error)]
-    if problems:
-        raise settings.ConfigError(problems)
-    return open_store(
-        current["LAKEHOUSE_STORAGE"],
-        current["LAKEHOUSE_S3_ENDPOINT_URL"],
-        s3_max_attempts=current["LAKEHOUSE_S3_MAX_ATTEMPTS"],
-        s3_timeout_seconds=current["LAKEHOUSE_S3_TIMEOUT_SECONDS"],
-    )
+    return LocalStore(local_lake_path(storage))

@@ -13,7 +13,7 @@ import io
 import json
 import os
 import platform
-import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -21,18 +21,15 @@ import time
 import zipfile
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
 
-BENCH_DIR = Path(".bench")
+from lakehouse_dev import REPO
+from lakehouse_dev.bench.common import BENCH_DIR, peak_rss_mb, run_in_chunks
+
 START = date(2023, 1, 1)
 
 
 def _days(n: int) -> list[date]:
     return [START + timedelta(days=i) for i in range(n)]
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def floor(mirror: Path) -> dict:
@@ -60,41 +57,24 @@ def run_pipeline(mirror: Path, lake: Path, symbols: str, first: date, last: date
 
     from lakehouse_assets.definitions import defs
 
-    rss_before = _peak_rss_mb()
+    rss_before = peak_rss_mb()
     with dg.instance_for_test() as instance:
         began = time.perf_counter()
         run_in_chunks(defs.resolve_job_def("klines_job"), instance, first, last, runs)
         elapsed = time.perf_counter() - began
-    return {"seconds": elapsed, "peak_rss_mb": _peak_rss_mb(), "rss_after_import_mb": rss_before}
-
-
-def run_in_chunks(job: Any, instance: Any, first: date, last: date, runs: int) -> None:
-    """Execute ``job`` over [first, last] as ``runs`` range runs, cut the way a multi-run backfill cuts it."""
-    days = (last - first).days + 1
-    chunk = -(-days // runs)
-    for i in range(0, days, chunk):
-        start, end = first + timedelta(days=i), min(last, first + timedelta(days=i + chunk - 1))
-        result = job.execute_in_process(
-            instance=instance,
-            tags={
-                "dagster/asset_partition_range_start": start.isoformat(),
-                "dagster/asset_partition_range_end": end.isoformat(),
-            },
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-        )
-        assert result.success, f"{job.name} {start}..{end} failed"
+    return {"seconds": elapsed, "peak_rss_mb": peak_rss_mb(), "rss_after_import_mb": rss_before}
 
 
 def run_core(mirror: Path, lake: Path, symbols: str, first: date, last: date) -> dict:
     """The same work without Dagster: download+verify, parse, validate, completeness, write."""
     from lakehouse_assets.archive.client import ArchiveClient
     from lakehouse_assets.archive.download import ingest_files
-    from lakehouse_assets.klines.completeness import completeness_report
     from lakehouse_assets.instruments import parse_universe
-    from lakehouse_assets.lake.io_manager import write_partitions
     from lakehouse_assets.klines.build import build_klines
+    from lakehouse_assets.klines.completeness import completeness_report
+    from lakehouse_assets.klines.quality import validate_silver_klines
+    from lakehouse_assets.lake.layout import write_partitions
     from lakehouse_assets.lake.store import LocalStore
-    from lakehouse_assets.quality import validate_silver_klines
 
     store = LocalStore(lake)
     instruments = parse_universe(symbols)
@@ -118,12 +98,12 @@ def run_core(mirror: Path, lake: Path, symbols: str, first: date, last: date) ->
     t = time.perf_counter()
     write_partitions(store, "silver/klines", frame, days=keys, partition_column="open_time")
     timings["write"] = time.perf_counter() - t
-    return {"seconds": time.perf_counter() - began, "peak_rss_mb": _peak_rss_mb(), **{f"{k}_s": v for k, v in timings.items()}}
+    return {"seconds": time.perf_counter() - began, "peak_rss_mb": peak_rss_mb(), **{f"{k}_s": v for k, v in timings.items()}}
 
 
 def resample_query(lake: Path, symbol: str) -> dict:
-    from lakehouse_assets.lake.store import LocalStore
     from lakehouse_assets.lake.sql import connect
+    from lakehouse_assets.lake.store import LocalStore
 
     con = connect(LocalStore(lake))
     sql = f"""
@@ -149,7 +129,7 @@ def _sizes(lake: Path) -> dict:
 
 
 def _child(args: list[str]) -> dict:
-    out = subprocess.run([sys.executable, "-m", "lakehouse_dev.bench.__main__", *args], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "lakehouse_dev.bench", *args], capture_output=True, text=True, cwd=REPO)
     if out.returncode != 0:
         sys.stderr.write(out.stdout[-3000:] + out.stderr[-3000:])
         raise SystemExit(f"bench step {args} failed")
@@ -178,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
             out = run_core(args.mirror, args.lake, args.symbols, first, last)
         print(json.dumps(out))
         return 0
-    if args.step == "gold":  # resample + features of N synthetic symbol-years, in memory (gold_bench.py)
+    if args.step == "gold":  # resample + features of N synthetic symbol-years, in memory (bench/gold.py)
         from lakehouse_dev.bench.gold import core as gold_core
 
         print(json.dumps(gold_core(len(args.symbols.split(",")))))
@@ -195,8 +175,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from lakehouse_assets.instruments import parse_universe
     from lakehouse_dev.fixtures.synthetic_archive import write_synthetic_mirror
-
-    import shutil
 
     shutil.rmtree(BENCH_DIR, ignore_errors=True)
     year = _days(365)

@@ -10,7 +10,6 @@ the bronze -> silver scenarios, as monthly backfill runs.
 from __future__ import annotations
 
 import os
-import resource
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -19,12 +18,7 @@ import numpy as np
 import polars as pl
 
 from lakehouse_assets.klines.schema import SILVER_KLINES_SCHEMA
-
-MINUTES_PER_YEAR = 525_600
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+from lakehouse_dev.bench.common import peak_rss_mb, run_in_chunks
 
 
 def synthetic_minutes(n_symbols: int, days: int = 365, seed: int = 1, start: date = date(2023, 1, 1)) -> pl.DataFrame:
@@ -98,7 +92,7 @@ def core(n_symbols: int) -> dict:
     from lakehouse_assets.klines.resample import DEFAULT_RESAMPLE_INTERVALS, resample_klines
 
     minutes = synthetic_minutes(n_symbols)
-    rss_input = _peak_rss_mb()
+    rss_input = peak_rss_mb()
     compute_features(minutes.head(5000))  # warm TA-Lib/Polars code paths outside the timing
     began = time.perf_counter()
     resampled = resample_klines(minutes, DEFAULT_RESAMPLE_INTERVALS)
@@ -110,7 +104,7 @@ def core(n_symbols: int) -> dict:
     f_long = compute_features(resampled.filter(pl.col("interval").is_in(["1h", "1d"])))
     t_long = time.perf_counter() - began
     total = t_resample + t_1m + t_long
-    peak = _peak_rss_mb()  # before the TA-Lib-alone reference run below
+    peak = peak_rss_mb()  # before the TA-Lib-alone reference run below
     t_talib = talib_alone(minutes)
     rows = minutes.height
     return {
@@ -144,7 +138,6 @@ def pipeline(lake: Path, symbols: str, first: date, last: date, runs: int) -> di
     )
     import dagster as dg
 
-    from lakehouse_dev.bench.__main__ import run_in_chunks
     from lakehouse_assets.definitions import defs
 
     days = (last - first).days + 1
@@ -161,7 +154,7 @@ def pipeline(lake: Path, symbols: str, first: date, last: date, runs: int) -> di
         "klines_filled_seconds": elapsed["klines_filled_job"],
         "runs": runs,
         "days": days,
-        "peak_rss_mb": _peak_rss_mb(),
+        "peak_rss_mb": peak_rss_mb(),
         "features_bytes": features,
         "resampled_bytes": resampled,
     }

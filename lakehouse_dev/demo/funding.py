@@ -1,20 +1,22 @@
 """The funding part of ``make demo``: the bundled real USD-M BTCUSDT fundingRate month (2026-04).
 
-Runs ``funding_job`` (bronze/funding_archive -> silver/funding_rates) over the month for
-``um:BTCUSDT`` only: the sample has no COIN-M funding month, and the demo stays offline. Then it
+Runs ``funding_job`` (bronze/funding_archive -> silver/funding_rates) over the month with the
+universe ``um:BTCUSDT``: the sample has no COIN-M funding month, and the demo stays offline. Then it
 prints what bronze stored (30 days served by one verified zip), the month in silver (snapped
 slots, the interval read from the data, annualized rates), and a DuckDB as-of join showing the
-no-look-ahead funding state of hourly bars. (gold/funding_features does the same join for the
-gold/features bars; the sample has no USD-M klines in 2026-04 to show it on.)
+no-look-ahead funding state of hourly bars.
+
+gold/funding_features does that join for the gold/features bars of futures instruments, but the
+sample has no futures klines in 2026-04 (nor funding beside its futures kline days), so the demo
+does not build it: ``gold.funding_features`` does not exist in the demo lake.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-FUNDING_RANGE = ("2026-04-01", "2026-04-30")  # lakehouse_assets_tests/data/binance/PROVENANCE.md
-FUNDING_SYMBOLS = "um:BTCUSDT"
+from lakehouse_dev.demo import runs
+from lakehouse_dev.demo.sample import FUNDING
 
 BRONZE_SQL = """
 select market, symbol, source, checksum_status, count(*) as days, count(distinct lake_path) as files,
@@ -50,30 +52,7 @@ order by b.open_time
 
 def run_funding(defs: Any, instance: Any) -> bool:
     job = defs.resolve_job_def("funding_job")
-    began = time.perf_counter()
-    result = job.execute_in_process(
-        instance=instance,
-        tags={
-            "dagster/asset_partition_range_start": FUNDING_RANGE[0],
-            "dagster/asset_partition_range_end": FUNDING_RANGE[1],
-            "lakehouse/symbols": FUNDING_SYMBOLS,
-        },
-        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-        raise_on_error=False,
-    )
-    status = "ok" if result.success else "FAILED"
-    print(
-        f"funding_job {FUNDING_RANGE[0]}..{FUNDING_RANGE[1]} ({FUNDING_SYMBOLS}): {status} in "
-        f"{time.perf_counter() - began:.1f}s (run {result.run_id[:8]})"
-    )
-    if not result.success:
-        for event in result.all_events:
-            if event.is_failure:
-                print(event.message)
-    else:
-        checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-        print("  silver/funding_rates checks: " + ", ".join(f"{k} {'passed' if v else 'FAILED'}" for k, v in checks.items()))
-    return result.success
+    return runs.run(job, instance, FUNDING.start, FUNDING.end, symbols=FUNDING.symbols).success
 
 
 def print_funding() -> None:
@@ -88,3 +67,7 @@ def print_funding() -> None:
         print(query(SILVER_SQL))
         print("\nNo look-ahead: hourly bars see the last settlement visible at their close (DuckDB ASOF JOIN):")
         print(query(ASOF_SQL))
+    print(
+        "gold.funding_features (funding at every gold/features bar) is not built by the demo: the sample has no\n"
+        "futures klines in its funding month. On a real lake it follows gold/features through the automation."
+    )

@@ -11,7 +11,10 @@ Two things are shown:
    holes are filled with ``source='rest'`` rows identical to Binance's own file, and the five
    minutes nobody has are listed in ``silver/kline_gaps`` with their reason.
 
-The stand-in is the test suite's ``lakehouse_dev/fakes/rest_server.py`` serving the bundled
+Both run the project's own ``klines_job`` and ``klines_filled_job``. The showcase runs them on a
+throw-away Dagster instance, so its damaged days never show up in the UI's history of the demo lake.
+
+The stand-in is ``lakehouse_dev/fakes/rest_server.py`` (the tests use it too) serving the bundled
 real sample, on 127.0.0.1; nothing leaves the machine.
 """
 
@@ -19,8 +22,6 @@ from __future__ import annotations
 
 import io
 import shutil
-import sys
-import time
 import zipfile
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -28,72 +29,56 @@ from typing import Any
 
 import polars as pl
 
-REPO = Path(__file__).resolve().parent.parent
-SAMPLE = REPO / "lakehouse_assets_tests" / "data" / "binance"
+from lakehouse_dev import SAMPLE_DATA
+from lakehouse_dev.demo import runs
+from lakehouse_dev.demo.sample import DEMO_DIR, KLINES
+
+SHOWCASE_DIR = DEMO_DIR / "gapfill"
+SHOWCASE_LAKE = SHOWCASE_DIR / "lake"
 SHOWCASE_DAYS = ("2020-01-01", "2020-01-03")
+SHOWCASE_SYMBOLS = "spot:BTCUSDT"
 REMOVED = (datetime(2020, 1, 2, 10, tzinfo=UTC), datetime(2020, 1, 2, 12, tzinfo=UTC))
 NOT_ON_EXCHANGE = (datetime(2020, 1, 2, 11, tzinfo=UTC), datetime(2020, 1, 2, 11, 5, tzinfo=UTC))
 
 
 def start_rest_standin() -> Any:
     """Start the local Binance-compatible REST API over the bundled sample; returns the running server."""
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
     from lakehouse_dev.fakes.rest_server import BinanceRestServer
 
-    return BinanceRestServer(SAMPLE).start()
+    return BinanceRestServer(SAMPLE_DATA).start()
 
 
-def fill_sample_ranges(job: Any, instance: Any, ranges: list[tuple[str, str]]) -> bool:
-    """Run klines_filled_job over each sample range; print what came from where."""
-    ok = True
-    for start, end in ranges:
-        began = time.perf_counter()
-        result = job.execute_in_process(
-            instance=instance,
-            tags={"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end},
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-            raise_on_error=False,
-        )
-        if not result.success:
-            ok = False
-            print(f"klines_filled_job {start}..{end}: FAILED")
-            for event in result.all_events:
-                if event.is_failure:
-                    print(event.message)
-            continue
-        meta = result.asset_materializations_for_node("klines_filled")[0].metadata
-        print(
-            f"klines_filled_job {start}..{end}: ok in {time.perf_counter() - began:.1f}s — "
-            f"{meta['archive_rows'].value} archive rows, {meta['rest_rows'].value} REST rows, "
-            f"{meta['rest_requests'].value} REST requests, {meta['remaining_gaps'].value} gaps"
-        )
+def _sources(result: Any) -> str:
+    meta = result.asset_materializations_for_node("klines_filled")[0].metadata
+    return (
+        f"{meta['archive_rows'].value} archive rows, {meta['rest_rows'].value} REST rows, "
+        f"{meta['rest_requests'].value} REST requests, {meta['remaining_gaps'].value} gaps"
+    )
+
+
+def fill_sample_ranges(defs: Any, instance: Any) -> bool:
+    """Run klines_filled_job over each sample range (its own universe); print what came from where."""
+    job = defs.resolve_job_def("klines_filled_job")
+    ok = all([runs.run(job, instance, r.start, r.end, symbols=r.symbols, details=_sources).success for r in KLINES])
     print(
-        "(Every sample file is complete, so no bar came from REST. The gaps are the instrument-days the sample has\n"
-        " no file for at all: missing from the archive AND from the stand-in, so reported, never invented —\n"
-        " see silver.kline_gaps. `make dev` after the demo: set LAKEHOUSE_REST_FILL=0 to stay offline.)"
+        "(Every sample file is complete, so no bar came from REST and no gap remains. The showcase below damages\n"
+        " a copy of the archive to show the gap-fill at work.)"
     )
     return ok
 
 
-def showcase(instance: Any, mirror: Path, workdir: Path, server: Any) -> bool:
-    """Damaged copy of the mirror -> bronze -> silver -> klines_filled, in a lake of its own."""
+def showcase(defs: Any, mirror: Path, server: Any) -> bool:
+    """Damaged copy of the mirror -> bronze -> silver -> klines_filled, in a lake and a Dagster instance of its own."""
     import dagster as dg
 
-    from lakehouse_assets.defs.klines.bronze import klines_archive
-    from lakehouse_assets.defs.klines.gapfill import klines_filled
-    from lakehouse_assets.defs.klines.silver import klines
+    from lakehouse_assets import query
     from lakehouse_assets.instruments import Instrument
-    from lakehouse_assets.lake.io_manager import HiveParquetIOManager
     from lakehouse_assets.klines.parse import parse_klines_zip
-    from lakehouse_assets.lake.store import LocalStore
-    from lakehouse_assets.defs.common.resources import BinanceArchiveResource, BinanceRestResource, LakeResource, UniverseResource
-    from lakehouse_assets.lake.sql import query
 
     spot = Instrument("spot", "BTCUSDT")
-    if workdir.exists():
-        shutil.rmtree(workdir)
-    damaged = workdir / "mirror"
+    if SHOWCASE_DIR.exists():
+        shutil.rmtree(SHOWCASE_DIR)
+    damaged = SHOWCASE_DIR / "mirror"
     shutil.copytree(mirror, damaged)
     day2 = damaged / spot.daily_klines_path("1m", date(2020, 1, 2))
     original_day2 = day2.read_bytes()
@@ -105,50 +90,38 @@ def showcase(instance: Any, mirror: Path, workdir: Path, server: Any) -> bool:
     server.drop("spot", "BTCUSDT", *NOT_ON_EXCHANGE)
     server.clear_requests()
     print(
-        "\nGap-fill showcase (lake: .demo/gapfill): a damaged copy of the mirror — 2020-01-02 without 10:00–11:59,\n"
-        "2020-01-03 deleted (404); the REST stand-in has the real candles except 11:00–11:04 (as if in maintenance)."
+        f"\nGap-fill showcase (lake: {SHOWCASE_LAKE.relative_to(DEMO_DIR.parent)}, throw-away Dagster instance): "
+        "a damaged copy of the mirror —\n2020-01-02 without 10:00–11:59, 2020-01-03 deleted (404); the REST "
+        "stand-in has the real candles except 11:00–11:04 (as if in maintenance)."
     )
 
-    lake = LakeResource(storage=str(workdir / "lake"))
-    resources = {
-        "lake": lake,
-        "io_manager": HiveParquetIOManager(lake=lake),
-        "archive": BinanceArchiveResource(base_url=damaged.as_uri()),
-        "universe": UniverseResource(symbols=spot.key),
-        "binance_rest": BinanceRestResource(base_url=server.base_url),
-    }
-    archive_job = dg.define_asset_job("klines_job", selection=dg.AssetSelection.assets(klines_archive, klines))
-    fill_job = dg.define_asset_job("klines_filled_job", selection=dg.AssetSelection.assets(klines_filled))
-    defs = dg.Definitions(assets=[klines_archive, klines, klines_filled], jobs=[archive_job, fill_job], resources=resources)
-    tags = {"dagster/asset_partition_range_start": SHOWCASE_DAYS[0], "dagster/asset_partition_range_end": SHOWCASE_DAYS[1]}
-    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-    for name in ("klines_job", "klines_filled_job"):
-        result = defs.resolve_job_def(name).execute_in_process(
-            instance=instance, tags=tags, run_config=quiet, raise_on_error=False
-        )
-        if not result.success:
-            print(f"{name}: FAILED")
-            return False
+    instance = dg.DagsterInstance.ephemeral()  # the damaged days are not the demo lake's history
+    start, end = SHOWCASE_DAYS
+    lake = {"LAKEHOUSE_STORAGE": str(SHOWCASE_LAKE), "LAKEHOUSE_ARCHIVE_URL": damaged.resolve().as_uri()}
+    with runs.settings(**lake):
+        for name in ("klines_job", "klines_filled_job"):
+            details = _sources if name == "klines_filled_job" else None
+            if not runs.run(defs.resolve_job_def(name), instance, start, end, symbols=SHOWCASE_SYMBOLS,
+                            details=details).success:
+                return False
 
-    store = LocalStore(workdir / "lake")
-    with pl.Config(tbl_rows=20, tbl_cols=-1, tbl_width_chars=160):
-        print("\nsilver.klines_filled — rows by source per day:")
-        print(query(
-            "select date, count(*) as bars, count(*) filter (where source = 'archive') as archive, "
-            "count(*) filter (where source = 'rest') as rest from silver.klines_filled group by all order by all",
-            store=store,
-        ))
-        print("silver.kline_gaps — what is still missing, and why:")
-        print(query("select market, symbol, gap_start, gap_end, minutes, reason from silver.kline_gaps", store=store))
+        with pl.Config(tbl_rows=20, tbl_cols=-1, tbl_width_chars=160):
+            print("\nsilver.klines_filled — rows by source per day:")
+            print(query(
+                "select date, count(*) as bars, count(*) filter (where source = 'archive') as archive, "
+                "count(*) filter (where source = 'rest') as rest from silver.klines_filled group by all order by all"
+            ))
+            print("silver.kline_gaps — what is still missing, and why:")
+            print(query("select market, symbol, gap_start, gap_end, minutes, reason from silver.kline_gaps"))
+        filled = query("select * exclude (date) from silver.klines_filled where date = '2020-01-02'")
+        filled3 = query("select * exclude (date) from silver.klines_filled where date = '2020-01-03'")
 
-    filled = query("select * exclude (date) from silver.klines_filled where date = '2020-01-02'", store=store)
     expected = parse_klines_zip(original_day2, instrument=spot, interval="1m", day=date(2020, 1, 2),
                                 file_name=day2.name).frame
     expected = expected.filter(
         (pl.col("open_time") < NOT_ON_EXCHANGE[0]) | (pl.col("open_time") >= NOT_ON_EXCHANGE[1])
     )
     same_day2 = filled.drop("source").equals(expected.drop("source"))
-    filled3 = query("select * exclude (date) from silver.klines_filled where date = '2020-01-03'", store=store)
     expected3 = parse_klines_zip(original_day3, instrument=spot, interval="1m", day=date(2020, 1, 3),
                                  file_name=day3.name).frame
     same_day3 = filled3.drop("source").equals(expected3.drop("source"))
@@ -164,9 +137,10 @@ def showcase(instance: Any, mirror: Path, workdir: Path, server: Any) -> bool:
 
 def _remove_minutes(zip_path: Path, start: datetime, end: datetime) -> None:
     """Rewrite a mirror zip without the rows in [start, end) and refresh its (self-computed) CHECKSUM."""
-    lo, hi = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
     from lakehouse_assets.archive.zip_limits import DEFAULT_ZIP_LIMITS, read_member
+    from lakehouse_dev.fixtures.sample_mirror import checksum_text
 
+    lo, hi = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
     with zipfile.ZipFile(zip_path) as archive:
         (info,) = archive.infolist()
         member = info.filename
@@ -176,6 +150,4 @@ def _remove_minutes(zip_path: Path, start: datetime, end: datetime) -> None:
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr(member, kept)
     zip_path.write_bytes(buffer.getvalue())
-    from lakehouse_dev.fixtures.sample_mirror import checksum_text
-
     Path(str(zip_path) + ".CHECKSUM").write_bytes(checksum_text(zip_path.name, buffer.getvalue()))

@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import base64
 import re
-import time
 from datetime import date
-from pathlib import Path
+from typing import Any
 
-import dagster as dg
+from lakehouse_dev.demo import runs
+from lakehouse_dev.demo.gapfill import SHOWCASE_LAKE, SHOWCASE_SYMBOLS
+from lakehouse_dev.demo.sample import DEMO_DIR, KLINES
 
 FEATURE_RANGE = ("2020-01-01", "2020-01-03")
+CHARTS = DEMO_DIR / "charts"
 
 LAST_HOURS_SQL = """
 select market, symbol, open_time, close,
@@ -50,46 +52,30 @@ order by market, symbol
 """
 
 
-def _run(
-    job: dg.JobDefinition, instance: dg.DagsterInstance, start: str, end: str, selection: list[dg.AssetKey] | None
-) -> bool:
-    began = time.perf_counter()
-    result = job.execute_in_process(
-        instance=instance,
-        tags={"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end},
-        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-        asset_selection=selection,
-        raise_on_error=False,
-    )
-    what = "gold_job" if selection is None else "gold_job (klines_resampled only)"
-    print(
-        f"{what} {start}..{end}: {'ok' if result.success else 'FAILED'} in {time.perf_counter() - began:.1f}s (run {result.run_id[:8]})"
-    )
-    if not result.success:
-        for event in result.all_events:
-            if event.is_failure:
-                print(event.message)
-    return result.success
-
-
-def run_gold(defs: dg.Definitions, instance: dg.DagsterInstance, ranges: list[tuple[str, str]], charts: Path) -> bool:
-    """Materialize gold for the demo ranges; save the features charts as SVG files too."""
-    from lakehouse_assets.defs.klines.gold import GOLD_RESAMPLED
+def run_gold(defs: Any, instance: Any) -> bool:
+    """Materialize gold for the demo ranges (each with its own universe); save the features charts as SVG files."""
+    import dagster as dg
 
     job = defs.resolve_job_def("gold_job")
+    resampled_only = [dg.AssetKey(["gold", "klines_resampled"])]
     ok = True
-    for start, end in ranges:
-        full = (start, end) == FEATURE_RANGE
-        ok &= _run(job, instance, start, end, None if full else [GOLD_RESAMPLED])
+    for r in KLINES:
+        full = (r.start, r.end) == FEATURE_RANGE
+        result = runs.run(
+            job, instance, r.start, r.end, symbols=r.symbols,
+            label="gold_job" if full else "gold_job (klines_resampled only)",
+            selection=None if full else resampled_only,
+        )
+        ok &= result.success
     if not ok:
         return False
     record = instance.fetch_materializations(dg.AssetKey(["gold", "features"]), limit=1).records
-    charts.mkdir(parents=True, exist_ok=True)
+    CHARTS.mkdir(parents=True, exist_ok=True)
     for key, value in record[0].asset_materialization.metadata.items() if record else []:
         if key.startswith("chart "):
             match = re.search(r"base64,([A-Za-z0-9+/=]+)\)", str(value.value))
             if match:
-                path = charts / (key.removeprefix("chart ").replace(":", "-") + ".svg")
+                path = CHARTS / (key.removeprefix("chart ").replace(":", "-") + ".svg")
                 path.write_bytes(base64.b64decode(match.group(1)))
                 print(f"chart saved: {path}")
     return True
@@ -105,44 +91,28 @@ order by open_time
 COMPARE_COLUMNS = ("close", "rsi_14", "macd_12_26_9", "bb_upper_20_2", "atr_14", "vwap_24h")
 
 
-def gapfill_to_gold(showcase_lake: Path) -> bool:
+def gapfill_to_gold(defs: Any) -> bool:
     """gold_job over the gap-fill showcase lake; compare its features with gold over the complete archive."""
+    import dagster as dg
     import polars as pl
 
     from lakehouse_assets import query
-    from lakehouse_assets.defs.klines.gapfill import klines_filled
-    from lakehouse_assets.defs.klines.gold import features, klines_resampled
-    from lakehouse_assets.lake.io_manager import HiveParquetIOManager
-    from lakehouse_assets.lake.store import LocalStore
-    from lakehouse_assets.defs.common.resources import BinanceRestResource, GoldResource, LakeResource, UniverseResource
 
     start, end = FEATURE_RANGE
-    lake = LakeResource(storage=str(showcase_lake))
-    job = dg.define_asset_job("gold_job", selection=dg.AssetSelection.assets(klines_resampled, features))
-    defs = dg.Definitions(
-        assets=[klines_filled, klines_resampled, features],
-        jobs=[job],
-        resources={
-            "lake": lake,
-            "io_manager": HiveParquetIOManager(lake=lake),
-            "universe": UniverseResource(symbols="spot:BTCUSDT"),
-            "gold": GoldResource(),
-            "binance_rest": BinanceRestResource(enabled=False),  # not called: gold_job does not run the gap-fill
-        },
-    )
     print(f"\nGold over the gap-fill showcase lake ({start}..{end}, spot BTCUSDT; klines_filled partly from REST):")
-    # its own throw-away instance: demo runs over a damaged copy are not the demo lake's history
-    if not _run(defs.resolve_job_def("gold_job"), dg.DagsterInstance.ephemeral(), start, end, None):
-        return False
-    store = LocalStore(showcase_lake)
-    with pl.Config(tbl_rows=20, tbl_cols=-1, tbl_width_chars=160):
-        print("gold 1h bars around the cut on 2020-01-02 (10:00–11:59 refilled from REST, which lacks 11:00–11:04):")
-        print(query(SHOWCASE_HOURS_SQL, store=store))
     select = (
         f"select interval, open_time, {', '.join(COMPARE_COLUMNS)} from gold.features "
         "where market = 'spot' and symbol = 'BTCUSDT'"
     )
-    ours = query(select, store=store)
+    with runs.settings(LAKEHOUSE_STORAGE=str(SHOWCASE_LAKE)):
+        # its own throw-away instance: runs over a damaged copy are not the demo lake's history
+        job = defs.resolve_job_def("gold_job")
+        if not runs.run(job, dg.DagsterInstance.ephemeral(), start, end, symbols=SHOWCASE_SYMBOLS).success:
+            return False
+        with pl.Config(tbl_rows=20, tbl_cols=-1, tbl_width_chars=160):
+            print("gold 1h bars around the cut on 2020-01-02 (10:00–11:59 refilled from REST, which lacks 11:00–11:04):")
+            print(query(SHOWCASE_HOURS_SQL))
+        ours = query(select)
     complete = query(select)  # the demo lake: gold over the complete archive
     joined = ours.join(complete, on=["interval", "open_time"], how="full", suffix="_complete", coalesce=True)
     def equal(c: str) -> pl.Expr:  # both undefined, or equal to 1e-9 relative (rolling sums differ in the last bits)
@@ -191,7 +161,7 @@ def print_gold() -> None:
         )
         print(query(LAST_HOURS_SQL))
     print(
-        "Charts: `make dev`, then Assets → gold/features → Overview → Metadata → `chart spot:BTCUSDT` → "
+        "Charts: `make dev-offline`, then Assets → gold/features → Overview → Metadata → `chart spot:BTCUSDT` → "
         "[Show Markdown]\n        (one chart per symbol and day: close, Bollinger bands, RSI, holes shaded; every "
         "day's is on the Events tab). The latest ones are also saved as SVG files under .demo/charts/."
     )

@@ -8,8 +8,8 @@ never persisted and downstream does not run.
 import dagster as dg
 import polars as pl
 
+from lakehouse_assets.defs.common.metadata import md_table
 from lakehouse_assets.quality import CheckOutcome
-from lakehouse_assets.defs.common.metadata import markdown_table
 
 
 def check_result(
@@ -26,8 +26,8 @@ def check_result(
         description=outcome.description,
         metadata={
             "failing_rows": outcome.failures.height,
-            "failures_by_day": dg.MetadataValue.md(markdown_table(outcome.failures_by_day)),
-            "sample_failures": dg.MetadataValue.md(markdown_table(outcome.failures, limit=20)),
+            "failures_by_day": md_table(outcome.failures_by_day),
+            "sample_failures": md_table(outcome.failures, limit=20),
         },
     )
 
@@ -50,6 +50,6 @@ def raise_if_blocked(table: str, outcomes: list[CheckOutcome]) -> None:
         lines.append(f"{outcome.name} [{rules}]: {where or 'frame-wide failure'}")
     raise dg.Failure(
         description=f"{table} not written: blocking checks failed\n" + "\n".join(lines),
-        metadata={o.name: dg.MetadataValue.md(markdown_table(o.failures, limit=20)) for o in failed},
+        metadata={o.name: md_table(o.failures, limit=20) for o in failed},
         allow_retries=False,
     )

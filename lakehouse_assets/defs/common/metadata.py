@@ -1,7 +1,14 @@
-"""Small renderers for Dagster UI metadata (the metadata panel shows Markdown)."""
+"""Renderers turning report frames and lines into Dagster UI metadata (the metadata panel shows Markdown).
+
+The reports themselves (which rows, which counts) are pure and live beside the domain code:
+``klines/reports.py``, ``funding/reports.py``.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
+import dagster as dg
 import polars as pl
 
 
@@ -16,3 +23,19 @@ def markdown_table(frame: pl.DataFrame, limit: int = 50) -> str:
     )
     more = f"\n\n… and {frame.height - limit} more rows" if frame.height > limit else ""
     return header + body + more
+
+
+def md_table(frame: pl.DataFrame, limit: int = 50) -> dg.MetadataValue:
+    """A frame as a Markdown table (its first ``limit`` rows, then how many more)."""
+    return dg.MetadataValue.md(markdown_table(frame, limit=limit))
+
+
+def md_list(lines: Iterable[str], *, empty: str | None = "none") -> dg.MetadataValue:
+    """Lines as a Markdown bullet list; ``empty`` when there are none (``None``: an empty text)."""
+    text = "\n".join(f"- {line}" for line in lines)
+    return dg.MetadataValue.md(text or (empty or ""))
+
+
+def md_each(texts: Mapping[str, str]) -> dict[str, dg.MetadataValue]:
+    """Markdown texts (charts, …) by metadata key."""
+    return {key: dg.MetadataValue.md(text) for key, text in texts.items()}

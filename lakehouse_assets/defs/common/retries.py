@@ -140,6 +140,14 @@ def config_failure(exc: ConfigError) -> dg.Failure:
     return dg.Failure(description=f"configuration error: {exc}", allow_retries=False)
 
 
+def checked(name: str, raw: str | None) -> Any:
+    """A resource field, parsed by the rule of its setting; a bad value fails the step at once (no retry)."""
+    try:
+        return settings.check(name, raw)
+    except ConfigError as exc:
+        raise config_failure(exc) from exc
+
+
 def failure_for(description: str, errors: Iterable[BaseException], **kwargs: Any) -> dg.Failure:
     """A step failure that the step's RetryPolicy may retry only if every one of ``errors`` is transient."""
     errors = list(errors)

@@ -1,18 +1,19 @@
 """bronze/klines_archive: the raw 1m kline zips of every instrument, per UTC day, plus their manifest."""
 
-
 import dagster as dg
 import polars as pl
 from pydantic import Field
 
 from lakehouse_assets.archive.download import ArchiveIngestError, ingest_files
-from lakehouse_assets.lake.io_manager import SCOPE_KEY
+from lakehouse_assets.defs.common.keys import BRONZE_KLINES
+from lakehouse_assets.defs.common.metadata import md_list, md_table
 from lakehouse_assets.defs.common.partitions import daily_partitions, range_backfill_policy, window_days
-from lakehouse_assets.redact import redact_url
-from lakehouse_assets.defs.common.resources import BinanceArchiveResource, LakeResource, UniverseResource
 from lakehouse_assets.defs.common.retries import is_transient, network_retry_policy
 from lakehouse_assets.defs.common.selection import InstrumentSelection, select_instruments
-from lakehouse_assets.defs.common.metadata import markdown_table
+from lakehouse_assets.defs.resources import BinanceArchiveResource, LakeResource, UniverseResource
+from lakehouse_assets.klines import reports
+from lakehouse_assets.lake.io_manager import SCOPE_KEY
+from lakehouse_assets.redact import redact_url
 
 
 class BronzeConfig(InstrumentSelection):
@@ -24,7 +25,7 @@ class BronzeConfig(InstrumentSelection):
 
 
 @dg.asset(
-    key=["bronze", "klines_archive"],
+    key=BRONZE_KLINES,
     group_name="bronze",
     partitions_def=daily_partitions,
     backfill_policy=range_backfill_policy,
@@ -32,14 +33,6 @@ class BronzeConfig(InstrumentSelection):
     pool="binance_archive",
     kinds={"binance", "parquet"},
     retry_policy=network_retry_policy(),
-    description=(
-        "Raw Binance 1m kline archives (data.binance.vision layout), one daily partition for every configured "
-        "instrument. Each zip is stored byte for byte under `bronze/binance/<archive path>` after its sha256 "
-        "is checked against the published CHECKSUM; this table is the manifest (one row per file: source URL, "
-        "sha256, bytes, checksum status, fetched_at, upstream_status). A 404 is recorded as `missing`, not a "
-        "failure. Files already stored with a matching sha256 are not downloaded again, and a stored verified "
-        "file stays in use when the archive briefly answers 404 or fails (upstream_status says so)."
-    ),
 )
 def klines_archive(
     context: dg.AssetExecutionContext,
@@ -48,6 +41,12 @@ def klines_archive(
     lake: LakeResource,
     universe: UniverseResource,
 ) -> dg.Output[pl.DataFrame]:
+    """Raw Binance 1m kline archives (data.binance.vision layout), one daily partition for every configured
+    instrument. Each zip is stored byte for byte under `bronze/binance/<archive path>` after its sha256
+    is checked against the published CHECKSUM; this table is the manifest (one row per file: source URL,
+    sha256, bytes, checksum status, fetched_at, upstream_status). A 404 is recorded as `missing`, not a
+    failure. Files already stored with a matching sha256 are not downloaded again, and a stored verified
+    file stays in use when the archive briefly answers 404 or fails (upstream_status says so)."""
     instruments, scope = select_instruments(context, config, universe.instruments())
     days = window_days(context)
     context.log.info(f"fetching {len(instruments)} instrument(s) x {len(days)} day(s) from {redact_url(archive.base_url)}")
@@ -63,43 +62,18 @@ def klines_archive(
     except ArchiveIngestError as exc:
         # Network/S3 trouble that may pass (no answer, 408/429/5xx) is retried by the RetryPolicy; an HTTP 400/
         # 401/403/451, a checksum or format problem, or a local disk fault fails at once (retries.is_transient).
-        transient = all(is_transient(e) for _, e in exc.failures)
         raise dg.Failure(
             description=str(exc),
-            metadata={"failed_files": dg.MetadataValue.md("\n".join(f"- {n}: {e}" for n, e in exc.failures))},
-            allow_retries=transient,
+            metadata={"failed_files": md_list((f"{n}: {e}" for n, e in exc.failures), empty=None)},
+            allow_retries=all(is_transient(e) for _, e in exc.failures),
         ) from exc
-    status_counts = dict(manifest.group_by("checksum_status").len().iter_rows())
-    missing = manifest.filter(pl.col("checksum_status") == "missing")
     return dg.Output(
         manifest,
         metadata={
             SCOPE_KEY: scope,
-            "files": manifest.height,
-            "downloaded": int(manifest["downloaded"].sum()),
-            "reused_from_lake": int((~manifest["downloaded"] & manifest["lake_path"].is_not_null()).sum()),
-            "bytes_downloaded": int(manifest.filter("downloaded")["bytes"].sum() or 0),
-            "verified": status_counts.get("verified", 0),
-            "no_checksum": status_counts.get("no_checksum", 0),
-            "missing_404": status_counts.get("missing", 0),
-            "kept_stored_copy": int(
-                (manifest["upstream_status"].is_in(["not_found", "fetch_failed"]) & manifest["lake_path"].is_not_null()).sum()
-            ),
-            "upstream_not_ok": dg.MetadataValue.md(
-                "\n".join(
-                    f"- {r['symbol']} ({r['market']}) {r['date']}: archive {r['upstream_status']}, "
-                    + ("stored verified copy kept" if r["lake_path"] else "no stored copy")
-                    for r in manifest.filter(pl.col("upstream_status") != "ok").iter_rows(named=True)
-                )
-                or "none"
-            ),
-            "missing_files": dg.MetadataValue.md(
-                "\n".join(f"- {r['symbol']} ({r['market']}) {r['date']}: {r['source_url']}" for r in missing.iter_rows(named=True))
-                or "none"
-            ),
-            "manifest": dg.MetadataValue.md(
-                markdown_table(manifest.select("date", "market", "symbol", "checksum_status", "bytes", "downloaded"))
-            ),
+            **reports.manifest_counts(manifest),
+            "upstream_not_ok": md_list(reports.upstream_problems(manifest)),
+            "missing_files": md_list(reports.missing_files(manifest)),
+            "manifest": md_table(reports.manifest_overview(manifest)),
         },
     )
-

@@ -12,27 +12,27 @@ import polars as pl
 from pydantic import Field
 
 from lakehouse_assets.defs.common.checks import check_result, raise_if_blocked
-from lakehouse_assets.lake.io_manager import SCOPE_KEY, WRITE_EXACT, WRITE_MODE_KEY, scan_partitions, scan_stored, table_prefix
+from lakehouse_assets.defs.common.keys import COMPLETENESS_CHECK, KLINE_GAPS, KLINES_FILLED, SILVER_KLINES
+from lakehouse_assets.defs.common.metadata import md_table
+from lakehouse_assets.defs.common.partitions import daily_partitions_with_today, range_backfill_policy, window_days
+from lakehouse_assets.defs.common.selection import InstrumentSelection, select_instruments
+from lakehouse_assets.defs.resources import BinanceRestResource, UniverseResource
+from lakehouse_assets.instruments import Instrument
+from lakehouse_assets.klines import reports
 from lakehouse_assets.klines.gapfill import (
     SOURCE_ARCHIVE,
     SOURCE_REST,
     FillResult,
+    KlineFetcher,
     closed_until,
     fill_gaps,
     validation_view,
 )
+from lakehouse_assets.klines.quality import CHECK_DESCRIPTIONS, validate_silver_klines
 from lakehouse_assets.klines.schema import SILVER_KLINES_SCHEMA, empty_klines, interval_to_timedelta
-from lakehouse_assets.defs.common.partitions import daily_partitions, daily_partitions_with_today, range_backfill_policy, window_days
-from lakehouse_assets.quality import CHECK_DESCRIPTIONS, validate_silver_klines
-from lakehouse_assets.defs.common.resources import BinanceRestResource, LakeResource, UniverseResource
-from lakehouse_assets.defs.common.selection import InstrumentSelection, select_instruments
-from lakehouse_assets.defs.common.metadata import markdown_table
+from lakehouse_assets.lake.io_manager import SCOPE_KEY, WRITE_EXACT, WRITE_MODE_KEY, LakeResource
 
-SILVER_KLINES = dg.AssetKey(["silver", "klines"])
-KLINES_FILLED = dg.AssetKey(["silver", "klines_filled"])
-KLINE_GAPS = dg.AssetKey(["silver", "kline_gaps"])
-COMPLETENESS_CHECK = "completeness"
-GROUP = "gapfill"  # not "silver": klines_job runs bronze+silver, whose partitions stop at yesterday
+GROUP = "gapfill"  # not "silver": the gap-fill has today's partition, whose archive (bronze, silver) never exists
 
 
 class GapFillConfig(InstrumentSelection):
@@ -59,53 +59,21 @@ def _now(config: GapFillConfig) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def _load_archive(lake: LakeResource, days: list[date]) -> pl.DataFrame:
-    """silver/klines for the days that can have an archive; today (no silver partition yet) has none.
+def _archive_rows(silver: pl.DataFrame | None) -> pl.DataFrame:
+    """silver/klines as loaded by the IO manager: the window's days that can have an archive.
 
-    A past day that silver never materialized is an error (dg.Failure naming it), not "fill it all from REST".
+    Today has no silver partition (the mapping leaves it out); a past day that silver never
+    materialized fails the step while loading (naming it), not "fill it all from REST".
     """
-    keys = [d.isoformat() for d in days if daily_partitions.has_partition_key(d.isoformat())]
-    if not keys:
+    if silver is None or silver.is_empty():
         return empty_klines()
-    frame = scan_partitions(lake.store(), table_prefix(SILVER_KLINES), keys).collect()
-    if frame.is_empty():
-        return empty_klines()
-    return frame.select(list(SILVER_KLINES_SCHEMA))
+    return silver.select(list(SILVER_KLINES_SCHEMA))
 
 
 def _load_stored(lake: LakeResource, days: list[date]) -> pl.DataFrame | None:
     """The rows silver/klines_filled already holds for these days: kept where REST cannot answer now."""
-    stored = scan_stored(lake.store(), table_prefix(KLINES_FILLED), [d.isoformat() for d in days])
+    stored = lake.scan_stored(KLINES_FILLED, [d.isoformat() for d in days])
     return None if stored is None else stored.collect()
-
-
-def _overall(report: pl.DataFrame) -> float:
-    expected = int(report["expected"].sum())
-    return round(1 - int(report["missing"].sum()) / expected, 6) if expected else 1.0
-
-
-def _per_symbol(report: pl.DataFrame) -> pl.DataFrame:
-    return (
-        report.group_by("market", "symbol")
-        .agg(
-            days=pl.len(),
-            expected=pl.col("expected").sum(),
-            archive_rows=pl.col("archive_rows").sum(),
-            rest_rows=pl.col("rest_rows").sum(),
-            missing=pl.col("missing").sum(),
-            complete_days=(pl.col("missing") == 0).sum(),
-        )
-        .with_columns(
-            completeness=pl.when(pl.col("expected") > 0)
-            .then((1 - pl.col("missing") / pl.col("expected")).round(6))
-            .otherwise(1.0)
-        )
-        .sort("market", "symbol")
-    )
-
-
-def _gap_rows(gaps: pl.DataFrame) -> pl.DataFrame:
-    return gaps.select("market", "symbol", "gap_start", "gap_end", "minutes", "reason")
 
 
 @dg.multi_asset(
@@ -139,13 +107,13 @@ def _gap_rows(gaps: pl.DataFrame) -> pl.DataFrame:
             ),
         ),
     },
-    deps=[
-        dg.AssetDep(
+    ins={
+        "silver": dg.AssetIn(
             SILVER_KLINES,
             # today's partition exists here but not in silver (archives land T+1): it is REST-only.
             partition_mapping=dg.TimeWindowPartitionMapping(allow_nonexistent_upstream_partitions=True),
         )
-    ],
+    },
     partitions_def=daily_partitions_with_today,
     backfill_policy=range_backfill_policy,
     pool="binance_api",
@@ -168,6 +136,7 @@ def _gap_rows(gaps: pl.DataFrame) -> pl.DataFrame:
 def klines_filled(
     context: dg.AssetExecutionContext,
     config: GapFillConfig,
+    silver: pl.DataFrame | None,
     lake: LakeResource,
     universe: UniverseResource,
     binance_rest: BinanceRestResource,
@@ -179,44 +148,19 @@ def klines_filled(
     except ValueError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
     now = _now(config)
-    archive = _load_archive(lake, days)
+    archive = _archive_rows(silver)
 
     client = binance_rest.client() if (binance_rest.enabled and config.rest_fill) else None
-    from lakehouse_assets.klines.rest import RestAccessError
-
-    try:
-        result = fill_gaps(
-            archive,
-            instruments=instruments,
-            days=days,
-            interval=config.interval,
-            now=now,
-            fetcher=client,
-            page_limit=binance_rest.page_limit,
-            stored=_load_stored(lake, days),
-        )
-    except RestAccessError as exc:
-        raise dg.Failure(description=f"REST gap-fill refused: {exc}", allow_retries=False) from exc
-    except ValueError as exc:  # REST rows the archive parser rejects (wrong day, malformed row)
-        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+    result = _fill(archive, instruments, days, config.interval, now, client, binance_rest.page_limit, _load_stored(lake, days))
 
     outcomes = validate_silver_klines(validation_view(result.frame))
-    for outcome in outcomes:
-        yield check_result(outcome, asset_key=KLINES_FILLED)
+    yield from (check_result(outcome, asset_key=KLINES_FILLED) for outcome in outcomes)
     yield _completeness_result(result)
-
     raise_if_blocked("silver/klines_filled", outcomes)
 
+    context.log.info(reports.fill_summary(result, days=len(days), instruments=len(instruments)))
     markets = sorted({i.market for i in instruments})
-    rest_sources = (
-        {m: client.describe(m) for m in markets} if client is not None else {m: "disabled" for m in markets}
-    )
-    context.log.info(
-        f"{result.frame.height} rows ({(result.frame['source'] == SOURCE_REST).sum()} from REST) over "
-        f"{len(days)} day(s) x {len(instruments)} instrument(s); {result.rest_requests} REST request(s); "
-        f"{result.gaps.height} gap(s) remain"
-        + (f"; kept {result.kept_rows} stored row(s) REST could not confirm now" if result.kept_rows else "")
-    )
+    rest_sources = {m: client.describe(m) if client is not None else "disabled" for m in markets}
     yield dg.Output(
         result.frame,
         output_name="klines_filled",
@@ -224,40 +168,74 @@ def klines_filled(
             SCOPE_KEY: scope,
             "instruments": len(instruments),
             "days": len(days),
-            "archive_rows": int((result.frame["source"] == SOURCE_ARCHIVE).sum()),
-            "rest_rows": int((result.frame["source"] == SOURCE_REST).sum()),
-            "rows_kept_from_lake": result.kept_rows,
-            "rest_requests": result.rest_requests,
-            "rest_retries": result.rest_retries,
-            # identical repeated candles the REST source sent, dropped (conflicting ones fail their window)
-            "rest_duplicates_dropped": result.rest_duplicates_dropped,
-            "rest_windows": len(result.windows),
-            "rest_sources": dg.MetadataValue.json(rest_sources),
-            "closed_until": closed_until(now, step).isoformat(),
-            "completeness": _overall(result.report),
-            "remaining_gaps": result.gaps.height,
-            "completeness_by_symbol": dg.MetadataValue.md(markdown_table(_per_symbol(result.report))),
-            "completeness_by_day": dg.MetadataValue.md(markdown_table(result.report, limit=100)),
+            **_fill_metadata(result, rest_sources, closed_until(now, step).isoformat()),
         },
     )
-    by_reason = (
-        result.gaps.group_by("reason").agg(gaps=pl.len(), bars=pl.col("bars").sum()).sort("bars", descending=True)
-    )
-    yield dg.Output(
-        result.gaps,
-        output_name="kline_gaps",
-        metadata={
-            SCOPE_KEY: scope,
-            "gaps": result.gaps.height,
-            "missing_bars": int(result.gaps["bars"].sum() or 0),
-            "by_reason": dg.MetadataValue.md(markdown_table(by_reason)),
-            "gap_list": dg.MetadataValue.md(markdown_table(_gap_rows(result.gaps), limit=100)),
-        },
-    )
+    yield dg.Output(result.gaps, output_name="kline_gaps", metadata={SCOPE_KEY: scope, **_gaps_metadata(result.gaps)})
+
+
+def _fill(
+    archive: pl.DataFrame,
+    instruments: list[Instrument],
+    days: list[date],
+    interval: str,
+    now: datetime,
+    client: KlineFetcher | None,
+    page_limit: int,
+    stored: pl.DataFrame | None,
+) -> FillResult:
+    """``fill_gaps``, with a refusal by the REST source or a row the archive parser rejects as a step failure."""
+    from lakehouse_assets.exchange.client import RestAccessError
+
+    try:
+        return fill_gaps(
+            archive,
+            instruments=instruments,
+            days=days,
+            interval=interval,
+            now=now,
+            fetcher=client,
+            page_limit=page_limit,
+            stored=stored,
+        )
+    except RestAccessError as exc:
+        raise dg.Failure(description=f"REST gap-fill refused: {exc}", allow_retries=False) from exc
+    except ValueError as exc:  # REST rows the archive parser rejects (wrong day, malformed row)
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+
+
+def _fill_metadata(result: FillResult, rest_sources: dict[str, str], closed_until_iso: str) -> dict[str, object]:
+    """What silver/klines_filled's materialization shows: where the rows came from and what is still missing."""
+    return {
+        "archive_rows": reports.rows_by_source(result.frame, SOURCE_ARCHIVE),
+        "rest_rows": reports.rows_by_source(result.frame, SOURCE_REST),
+        "rows_kept_from_lake": result.kept_rows,
+        "rest_requests": result.rest_requests,
+        "rest_retries": result.rest_retries,
+        # identical repeated candles the REST source sent, dropped (conflicting ones fail their window)
+        "rest_duplicates_dropped": result.rest_duplicates_dropped,
+        "rest_windows": len(result.windows),
+        "rest_sources": dg.MetadataValue.json(rest_sources),
+        "closed_until": closed_until_iso,
+        "completeness": reports.completeness_share(result.report, missing="missing"),
+        "remaining_gaps": result.gaps.height,
+        "completeness_by_symbol": md_table(reports.filled_completeness_by_symbol(result.report)),
+        "completeness_by_day": md_table(result.report, limit=100),
+    }
+
+
+def _gaps_metadata(gaps: pl.DataFrame) -> dict[str, object]:
+    """What silver/kline_gaps' materialization shows: the remaining gaps, by reason and listed."""
+    return {
+        "gaps": gaps.height,
+        "missing_bars": reports.missing_bars(gaps),
+        "by_reason": md_table(reports.gaps_by_reason(gaps)),
+        "gap_list": md_table(reports.gap_list(gaps), limit=100),
+    }
 
 
 def _completeness_result(result: FillResult) -> dg.AssetCheckResult:
-    incomplete = result.report.filter(pl.col("missing") > 0)
+    incomplete = reports.incomplete_days(result.report, missing="missing")
     return dg.AssetCheckResult(
         asset_key=KLINES_FILLED,
         check_name=COMPLETENESS_CHECK,
@@ -265,20 +243,20 @@ def _completeness_result(result: FillResult) -> dg.AssetCheckResult:
         severity=dg.AssetCheckSeverity.WARN,
         description=(
             f"{incomplete.height} of {result.report.height} instrument-days incomplete; "
-            f"{result.gaps.height} gap(s), {int(result.gaps['bars'].sum() or 0)} missing bar(s)"
+            f"{result.gaps.height} gap(s), {reports.missing_bars(result.gaps)} missing bar(s)"
         ),
         metadata={
-            "completeness": _overall(result.report),
-            "completeness_by_symbol": dg.MetadataValue.md(markdown_table(_per_symbol(result.report))),
-            "completeness_by_day": dg.MetadataValue.md(markdown_table(result.report, limit=100)),
-            "gaps": dg.MetadataValue.md(markdown_table(_gap_rows(result.gaps), limit=100)),
+            "completeness": reports.completeness_share(result.report, missing="missing"),
+            "completeness_by_symbol": md_table(reports.filled_completeness_by_symbol(result.report)),
+            "completeness_by_day": md_table(result.report, limit=100),
+            "gaps": md_table(reports.gap_list(result.gaps), limit=100),
         },
     )
 
 
 klines_filled_job = dg.define_asset_job(
     "klines_filled_job",
-    selection=dg.AssetSelection.groups(GROUP),
+    selection=dg.AssetSelection.assets(KLINES_FILLED, KLINE_GAPS),
     description=(
         "Complete silver/klines from the exchange's REST API into silver/klines_filled and list what is still "
         "missing in silver/kline_gaps. Has today's partition (REST-only, closed bars so far)."

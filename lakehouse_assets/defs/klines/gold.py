@@ -14,10 +14,17 @@ ATR, MACD) at the start of day D equal a run over the whole contiguous history (
 indicators.py and the README): 1 day of 1m bars from klines_filled for the 1m features, and for
 the longer intervals the already-aggregated bars of gold/klines_resampled, because 600 daily bars
 are 600 small rows there but 864,000 rows of 1m klines in silver.
+
+Its own days are required (no bars, no features: a run lacking them fails, naming every absent
+day of both inputs at once). The lookback days are not: a day never materialized upstream is
+skipped (``lakehouse/missing: skip``), the features are computed from the history present, and
+the bars that would have needed the absent days get ``lookback_complete = false`` and are listed
+by the WARN check ``lookback_coverage``. Re-running the partition once those days exist makes
+them equal to the full-history values (README, Gold: "A missing lookback").
 """
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 import polars as pl
@@ -26,27 +33,29 @@ from lakehouse_assets import settings
 from lakehouse_assets.klines.chart import chart_markdown, chart_svg
 from lakehouse_assets.klines.gold_quality import (
     FEATURE_CHECK_DESCRIPTIONS,
+    LOOKBACK_CHECK,
+    LOOKBACK_CHECK_DESCRIPTION,
     RESAMPLED_CHECK_DESCRIPTIONS,
+    lookback_report,
     validate_features,
     validate_resampled,
 )
 from lakehouse_assets.klines.indicators import FEATURES_SCHEMA, TALIB_COLUMNS, features_for_window, lookback_days, segments
 from lakehouse_assets.instruments import Instrument
-from lakehouse_assets.lake.io_manager import SCOPE_KEY
+from lakehouse_assets.lake.io_manager import MISSING_KEY, MISSING_SKIP, SCOPE_KEY, StoredDays
+from lakehouse_assets.lake.layout import day_ranges
 from lakehouse_assets.klines.schema import INTERVAL_MS
 from lakehouse_assets.defs.common.partitions import daily_partitions, range_backfill_policy, window_days
 from lakehouse_assets.defs.common.checks import check_result, raise_if_blocked
+from lakehouse_assets.defs.common.keys import GOLD_FEATURES, GOLD_RESAMPLED, KLINES_FILLED
 from lakehouse_assets.klines.resample import RESAMPLED_SCHEMA, SOURCE_INTERVAL, resample_klines
-from lakehouse_assets.defs.common.resources import GoldResource, UniverseResource
+from lakehouse_assets.defs.resources import GoldResource, UniverseResource
 from lakehouse_assets.defs.common.selection import InstrumentSelection, select_instruments
 from lakehouse_assets.defs.common.metadata import markdown_table
 
 # The 1m input of the gold layer: the canonical, gap-filled series (source 'archive' or 'rest'). Its
 # partitions include today (daily_partitions_with_today); gold's stop at yesterday (see the README).
-KLINES_SOURCE = dg.AssetKey(["silver", "klines_filled"])
-
-GOLD_RESAMPLED = dg.AssetKey(["gold", "klines_resampled"])
-GOLD_FEATURES = dg.AssetKey(["gold", "features"])
+KLINES_SOURCE = KLINES_FILLED
 
 DEFAULT_FEATURE_INTERVALS = "1m,1h,1d"
 # The lookback is part of the asset graph, so it is fixed when the code location loads: from
@@ -159,19 +168,21 @@ def klines_resampled(
     key=GOLD_FEATURES,
     group_name="gold",
     ins={
+        # Days never materialized upstream are skipped (StoredDays.missing names them): the own days are
+        # then refused in the body, absent lookback days only mark the bars that needed them.
         "minute_bars": dg.AssetIn(
             key=KLINES_SOURCE,
             partition_mapping=dg.TimeWindowPartitionMapping(
                 start_offset=-MINUTE_LOOKBACK_DAYS, allow_nonexistent_upstream_partitions=True
             ),
-            metadata={"columns": _BAR_COLUMNS},
+            metadata={"columns": _BAR_COLUMNS, MISSING_KEY: MISSING_SKIP},
         ),
         "resampled_bars": dg.AssetIn(
             key=GOLD_RESAMPLED,
             partition_mapping=dg.TimeWindowPartitionMapping(
                 start_offset=-RESAMPLED_LOOKBACK_DAYS, allow_nonexistent_upstream_partitions=True
             ),
-            metadata={"columns": [*_BAR_COLUMNS, "close_time", "is_complete"]},
+            metadata={"columns": [*_BAR_COLUMNS, "close_time", "is_complete"], MISSING_KEY: MISSING_SKIP},
         ),
     },
     partitions_def=daily_partitions,
@@ -179,8 +190,11 @@ def klines_resampled(
     metadata={"partition_expr": "open_time"},
     kinds={"polars", "parquet", "talib"},
     check_specs=[
-        dg.AssetCheckSpec(name, asset=GOLD_FEATURES, blocking=True, description=desc)
-        for name, desc in FEATURE_CHECK_DESCRIPTIONS.items()
+        *(
+            dg.AssetCheckSpec(name, asset=GOLD_FEATURES, blocking=True, description=desc)
+            for name, desc in FEATURE_CHECK_DESCRIPTIONS.items()
+        ),
+        dg.AssetCheckSpec(LOOKBACK_CHECK, asset=GOLD_FEATURES, description=LOOKBACK_CHECK_DESCRIPTION),
     ],
     description=(
         "Per (market, symbol, interval, open_time) for LAKEHOUSE_FEATURE_INTERVALS (default 1m,1h,1d): close, "
@@ -189,7 +203,10 @@ def klines_resampled(
         "contiguous history, null during warm-up and again after a hole), and over the bars of the last 24h: "
         "vwap_24h, realized_vol_24h, volume_zscore_24h, bars_24h. Lookback read before each day: "
         + ", ".join(f"{i}: {lookback_days(i)} d" for i in _DECLARED_FEATURE_INTERVALS)
-        + " (days that must be materialized upstream; 1m bars from silver/klines_filled). Closed UTC days only: "
+        + " (1m bars from silver/klines_filled). A lookback day never materialized upstream is skipped: the bars "
+        "whose 600-bar warm-up or 24h window needed it get lookback_complete = false (WARN check lookback_coverage "
+        "lists them) and equal the full-history values once the partition re-runs after that day exists. The run's "
+        "own days are required. Closed UTC days only: "
         "no partition for today. Each day's materialization carries that day's chart per "
         "symbol (close, Bollinger bands, RSI, holes shaded): Metadata → chart market:SYMBOL → [Show Markdown]."
     ),
@@ -197,8 +214,8 @@ def klines_resampled(
 def features(
     context: dg.AssetExecutionContext,
     config: InstrumentSelection,
-    minute_bars: pl.LazyFrame,
-    resampled_bars: pl.LazyFrame,
+    minute_bars: StoredDays,
+    resampled_bars: StoredDays,
     universe: UniverseResource,
     gold: GoldResource,
 ) -> Iterator[dg.Output[pl.DataFrame] | dg.AssetCheckResult]:
@@ -206,28 +223,32 @@ def features(
     intervals = _feature_intervals(gold)
     start, end = _window(context)
     keys = _instrument_keys(instruments)
+    inputs = {
+        interval: (KLINES_SOURCE, minute_bars) if interval == SOURCE_INTERVAL else (GOLD_RESAMPLED, resampled_bars)
+        for interval in intervals
+    }
+    absent = _absent_lookback_days(dict(inputs.values()), start)
 
     parts: list[pl.DataFrame] = []
     history: list[dict[str, object]] = []
     for interval in intervals:
         since = start - timedelta(days=lookback_days(interval))
-        source = minute_bars if interval == SOURCE_INTERVAL else resampled_bars.filter(pl.col("interval") == interval)
-        bars = (
-            source.filter(pl.col("open_time") >= since, pl.col("open_time") < end)
-            .join(keys, on=["market", "symbol"], how="semi")
-            .collect()
-        )
+        upstream, stored = inputs[interval]
+        bars = _bars(stored, interval, since, end, keys)
         try:
-            computed = features_for_window(bars, start, end)
+            computed = features_for_window(bars, start, end, absent[upstream])
         except ValueError as exc:
             raise dg.Failure(description=f"gold/features {interval}: {exc}", allow_retries=False) from exc
         parts.append(computed)
+        skipped = [d for d in absent[upstream] if d >= since.date()]
         history.append(
             {
                 "interval": interval,
                 "lookback_days": lookback_days(interval),
+                "days_absent": len(skipped),
                 "bars_read": bars.height,
                 "bars_written": computed.height,
+                "lookback_incomplete": int((~computed["lookback_complete"]).sum()),
             }
         )
     frame = pl.concat(parts, how="vertical") if parts else pl.DataFrame(schema=FEATURES_SCHEMA)
@@ -235,6 +256,7 @@ def features(
     outcomes = validate_features(frame)
     for outcome in outcomes:
         yield check_result(outcome)
+    yield _lookback_check(frame, {i: absent[inputs[i][0]] for i in intervals}, absent)
     raise_if_blocked("gold/features", outcomes)
 
     # Each day's materialization gets its own summary and charts (a range run would otherwise copy one
@@ -260,6 +282,74 @@ def features(
             "instruments": len(instruments),
             "days_in_run": len(window_days(context)),
             "lookback": dg.MetadataValue.md(markdown_table(pl.DataFrame(history))),
+        },
+    )
+
+
+def _absent_lookback_days(inputs: dict[dg.AssetKey, StoredDays], start: datetime) -> dict[dg.AssetKey, list[date]]:
+    """Per input: the lookback days it never stored (skipped by the IO manager). Its own days are required:
+    if any is absent, fail naming every absent own day of every input at once."""
+    first_own_day = start.date()
+    required = {
+        key: [d for d in stored.missing if date.fromisoformat(d) >= first_own_day] for key, stored in inputs.items()
+    }
+    if any(required.values()):
+        raise dg.Failure(
+            description=(
+                "gold/features needs its inputs for the days it writes; not materialized: "
+                + "; ".join(f"{k.to_user_string()} {day_ranges(days)}" for k, days in required.items() if days)
+                + ". Materialize those first (a backfill of the whole graph for these days does it in order); "
+                "days of the lookback before them may be missing."
+            ),
+            allow_retries=False,
+        )
+    return {
+        key: sorted(date.fromisoformat(d) for d in stored.missing if date.fromisoformat(d) < first_own_day)
+        for key, stored in inputs.items()
+    }
+
+
+def _bars(stored: StoredDays, interval: str, since: datetime, end: datetime, keys: pl.LazyFrame) -> pl.DataFrame:
+    """One interval's bars of the selected instruments in [since, end), from the days the input holds."""
+    # The run's own days are stored (_absent_lookback_days refused the run otherwise), so there is a frame.
+    assert stored.frame is not None
+    source = stored.frame if interval == SOURCE_INTERVAL else stored.frame.filter(pl.col("interval") == interval)
+    return (
+        source.filter(pl.col("open_time") >= since, pl.col("open_time") < end)
+        .join(keys, on=["market", "symbol"], how="semi")
+        .collect()
+    )
+
+
+def _lookback_check(
+    frame: pl.DataFrame, absent_by_interval: dict[str, list[date]], absent: dict[dg.AssetKey, list[date]]
+) -> dg.AssetCheckResult:
+    """WARN: the bars computed without their whole lookback, per symbol, interval and day."""
+    report = lookback_report(frame, absent_by_interval)
+    skipped = "; ".join(
+        f"{key.to_user_string()} {day_ranges([d.isoformat() for d in days])}" for key, days in absent.items() if days
+    )
+    bars = int(report["incomplete_bars"].sum())
+    return dg.AssetCheckResult(
+        check_name=LOOKBACK_CHECK,
+        passed=report.is_empty(),
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(
+            f"{bars} bar(s) computed from an incomplete lookback (lookback_complete = false): "
+            + ", ".join(
+                f"{r['market']}:{r['symbol']} {r['interval']} {r['date']} ({r['incomplete_bars']} bars)"
+                for r in report.head(10).iter_rows(named=True)
+            )
+            + (f" … (+{report.height - 10} more)" if report.height > 10 else "")
+            + f". Lookback days never materialized upstream: {skipped}. Materialize them, then re-run these "
+            "partitions (automation does it for the last LAKEHOUSE_AUTOMATION_LOOKBACK_DAYS days)."
+            if bars
+            else "every bar was computed from its whole lookback"
+        ),
+        metadata={
+            "incomplete_bars": bars,
+            "lookback_days_absent": skipped or "none",
+            "by_day": dg.MetadataValue.md(markdown_table(report, limit=100)),
         },
     )
 
@@ -342,6 +432,7 @@ def _coverage(frame: pl.DataFrame) -> pl.DataFrame:
                 "holes": max(0, segs.height - 1),
                 "rsi_null": part["rsi_14"].null_count(),
                 "macd_null": part["macd_12_26_9"].null_count(),
+                "lookback_incomplete": int((~part["lookback_complete"]).sum()),
                 "first_bar": part["open_time"].min(),
                 "last_bar": part["open_time"].max(),
             }
@@ -385,7 +476,8 @@ gold_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(GOLD_RESAMPLED, GOLD_FEATURES),
     description=(
         "Build gold/klines_resampled and gold/features from silver/klines_filled (the gap-filled 1m series) for a "
-        "day or a range; klines_filled must be materialized for those days and the lookback before them."
+        "day or a range; klines_filled must be materialized for those days. Lookback days that are not are skipped "
+        "and the bars needing them marked (gold/features lookback_complete, WARN check lookback_coverage)."
     ),
 )
 

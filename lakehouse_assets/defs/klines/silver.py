@@ -1,5 +1,4 @@
-"""silver/klines: typed 1m klines parsed from bronze, guarded by blocking Pandera checks."""
-
+"""silver/klines: typed 1m klines parsed from bronze, guarded by blocking Pandera checks; and ``klines_job``."""
 
 from collections.abc import Iterator
 
@@ -7,31 +6,23 @@ import dagster as dg
 import polars as pl
 
 from lakehouse_assets.defs.common.checks import check_result, raise_if_blocked
-from lakehouse_assets.klines.completeness import completeness_report
-from lakehouse_assets.lake.io_manager import SCOPE_KEY
-from lakehouse_assets.klines.build import SilverBuildError, build_klines
+from lakehouse_assets.defs.common.keys import BRONZE_KLINES, COMPLETENESS_CHECK, SILVER_KLINES
+from lakehouse_assets.defs.common.metadata import md_table
 from lakehouse_assets.defs.common.partitions import daily_partitions, range_backfill_policy, window_days
-from lakehouse_assets.quality import CHECK_DESCRIPTIONS, validate_silver_klines
-from lakehouse_assets.defs.common.resources import BinanceArchiveResource, LakeResource, UniverseResource
 from lakehouse_assets.defs.common.retries import is_transient, retry_requested
 from lakehouse_assets.defs.common.selection import InstrumentSelection, select_instruments
-from lakehouse_assets.defs.common.metadata import markdown_table
-
-SILVER_KLINES = dg.AssetKey(["silver", "klines"])
-BLOCKING_CHECKS = list(CHECK_DESCRIPTIONS)
-COMPLETENESS_CHECK = "completeness"
-
-
-def _overall(report: pl.DataFrame) -> float:
-    """Share of expected bars present on the grid (duplicates or off-grid rows cannot hide a gap)."""
-    expected = int(report["expected"].sum())
-    return round(1 - int(report["missing_minutes"].sum()) / expected, 6) if expected else 1.0
+from lakehouse_assets.defs.resources import BinanceArchiveResource, LakeResource, UniverseResource
+from lakehouse_assets.klines import reports
+from lakehouse_assets.klines.build import SilverBuildError, build_klines
+from lakehouse_assets.klines.completeness import completeness_report
+from lakehouse_assets.klines.quality import CHECK_DESCRIPTIONS, validate_silver_klines
+from lakehouse_assets.lake.io_manager import SCOPE_KEY
 
 
 @dg.asset(
     key=SILVER_KLINES,
     group_name="silver",
-    ins={"manifest": dg.AssetIn(key=["bronze", "klines_archive"])},
+    ins={"manifest": dg.AssetIn(key=BRONZE_KLINES)},
     partitions_def=daily_partitions,
     backfill_policy=range_backfill_policy,
     metadata={"partition_expr": "open_time"},
@@ -45,14 +36,6 @@ def _overall(report: pl.DataFrame) -> float:
             description="WARN when an instrument-day has fewer than 1440 minutes; lists the missing-minute ranges.",
         ),
     ],
-    description=(
-        "Typed 1m klines, one row per (market, symbol, interval, open_time), sorted and unique. Times are UTC "
-        "datetimes (ms), prices and volumes float64, trade_count int64; Binance's `ignore` column is dropped. "
-        "Handles header/no-header files, ms and µs timestamps, and COIN-M volumes (volume = base asset, "
-        "quote_volume = USD notional, contract counts kept in contract_volume). Blocking Pandera checks "
-        "(schema, ohlc_consistency, volumes, time_grid) run before anything is written: a failing day is "
-        "never persisted."
-    ),
 )
 def klines(
     context: dg.AssetExecutionContext,
@@ -62,6 +45,12 @@ def klines(
     universe: UniverseResource,
     archive: BinanceArchiveResource,
 ) -> Iterator[dg.Output[pl.DataFrame] | dg.AssetCheckResult]:
+    """Typed 1m klines, one row per (market, symbol, interval, open_time), sorted and unique. Times are UTC
+    datetimes (ms), prices and volumes float64, trade_count int64; Binance's `ignore` column is dropped.
+    Handles header/no-header files, ms and µs timestamps, and COIN-M volumes (volume = base asset,
+    quote_volume = USD notional, contract counts kept in contract_volume). Blocking Pandera checks
+    (schema, ohlc_consistency, volumes, time_grid) run before anything is written: a failing day is
+    never persisted."""
     instruments, scope = select_instruments(context, config, universe.instruments())
     days = window_days(context)
     try:
@@ -72,38 +61,11 @@ def klines(
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
 
     outcomes = validate_silver_klines(frame)
-    for outcome in outcomes:
-        yield check_result(outcome)
-
+    yield from (check_result(outcome) for outcome in outcomes)
     report = completeness_report(frame, days=days, instruments=instruments, interval="1m")
-    incomplete = report.filter(pl.col("missing_minutes") > 0)
-    yield dg.AssetCheckResult(
-        check_name=COMPLETENESS_CHECK,
-        passed=incomplete.height == 0,
-        severity=dg.AssetCheckSeverity.WARN,
-        description=f"{incomplete.height} of {report.height} instrument-days incomplete",
-        metadata={
-            "incomplete_days": dg.MetadataValue.md(
-                markdown_table(incomplete.select("date", "market", "symbol", "rows", "expected", "missing_ranges"))
-            ),
-            "completeness": _overall(report),
-        },
-    )
-
+    yield _completeness_result(report)
     raise_if_blocked("silver/klines", outcomes)
 
-    per_symbol = (
-        report.group_by("market", "symbol")
-        .agg(
-            days=pl.len(),
-            rows=pl.col("rows").sum(),
-            expected=pl.col("expected").sum(),
-            missing_minutes=pl.col("missing_minutes").sum(),
-            complete_days=(pl.col("missing_minutes") == 0).sum(),
-        )
-        .with_columns(completeness=(1 - pl.col("missing_minutes") / pl.col("expected")).round(4))
-        .sort("market", "symbol")
-    )
     yield dg.Output(
         frame,
         metadata={
@@ -112,19 +74,30 @@ def klines(
             "days": len(days),
             "files_parsed": len(file_stats),
             "duplicates_dropped": sum(s.duplicates_dropped for s in file_stats),
-            "completeness": _overall(report),
-            "completeness_by_symbol": dg.MetadataValue.md(markdown_table(per_symbol)),
-            "completeness_by_day": dg.MetadataValue.md(
-                markdown_table(report.select("date", "market", "symbol", "rows", "expected", "missing_ranges"), limit=100)
-            ),
-            "first_close": dg.MetadataValue.md(
-                markdown_table(
-                    frame.group_by("market", "symbol").agg(
-                        first_open_time=pl.col("open_time").first(),
-                        first_close=pl.col("close").first(),
-                        last_close=pl.col("close").last(),
-                    ).sort("market", "symbol")
-                )
-            ),
+            "completeness": reports.completeness_share(report),
+            "completeness_by_symbol": md_table(reports.silver_completeness_by_symbol(report)),
+            "completeness_by_day": md_table(reports.completeness_by_day(report), limit=100),
+            "first_close": md_table(reports.first_and_last_close(frame)),
         },
     )
+
+
+def _completeness_result(report: pl.DataFrame) -> dg.AssetCheckResult:
+    incomplete = reports.incomplete_days(report)
+    return dg.AssetCheckResult(
+        check_name=COMPLETENESS_CHECK,
+        passed=incomplete.height == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=f"{incomplete.height} of {report.height} instrument-days incomplete",
+        metadata={
+            "incomplete_days": md_table(reports.completeness_by_day(incomplete)),
+            "completeness": reports.completeness_share(report),
+        },
+    )
+
+
+klines_job = dg.define_asset_job(
+    "klines_job",
+    selection=dg.AssetSelection.assets(BRONZE_KLINES, SILVER_KLINES),
+    description="Download the day's Binance 1m kline archives (bronze) and parse them into silver/klines.",
+)

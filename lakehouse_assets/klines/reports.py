@@ -1,0 +1,150 @@
+"""What the kline assets report about a run: counts and small tables for the Dagster UI (pure Polars).
+
+The assets in ``defs/klines/`` attach these to their materializations; ``defs/common/metadata.py``
+turns the frames into Markdown. Nothing here decides what is written.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from lakehouse_assets.klines.gapfill import SOURCE_REST, FillResult
+
+# ---------------------------------------------------------------------------------------------
+# bronze/klines_archive: the manifest of one run
+
+
+def manifest_counts(manifest: pl.DataFrame) -> dict[str, int]:
+    """Files of the run by what happened to them (downloaded, reused, verified, 404, stored copy kept)."""
+    status_counts = dict(manifest.group_by("checksum_status").len().iter_rows())
+    return {
+        "files": manifest.height,
+        "downloaded": int(manifest["downloaded"].sum()),
+        "reused_from_lake": int((~manifest["downloaded"] & manifest["lake_path"].is_not_null()).sum()),
+        "bytes_downloaded": int(manifest.filter("downloaded")["bytes"].sum() or 0),
+        "verified": status_counts.get("verified", 0),
+        "no_checksum": status_counts.get("no_checksum", 0),
+        "missing_404": status_counts.get("missing", 0),
+        "kept_stored_copy": int(
+            (manifest["upstream_status"].is_in(["not_found", "fetch_failed"]) & manifest["lake_path"].is_not_null()).sum()
+        ),
+    }
+
+
+def upstream_problems(manifest: pl.DataFrame) -> list[str]:
+    """One line per file the archive did not serve normally, and whether a stored verified copy stays in use."""
+    return [
+        f"{r['symbol']} ({r['market']}) {r['date']}: archive {r['upstream_status']}, "
+        + ("stored verified copy kept" if r["lake_path"] else "no stored copy")
+        for r in manifest.filter(pl.col("upstream_status") != "ok").iter_rows(named=True)
+    ]
+
+
+def missing_files(manifest: pl.DataFrame) -> list[str]:
+    """One line per file the archive does not have (404), with its URL."""
+    missing = manifest.filter(pl.col("checksum_status") == "missing")
+    return [f"{r['symbol']} ({r['market']}) {r['date']}: {r['source_url']}" for r in missing.iter_rows(named=True)]
+
+
+def manifest_overview(manifest: pl.DataFrame) -> pl.DataFrame:
+    return manifest.select("date", "market", "symbol", "checksum_status", "bytes", "downloaded")
+
+
+# ---------------------------------------------------------------------------------------------
+# completeness (silver/klines: ``missing_minutes``; silver/klines_filled: ``missing``)
+
+
+def completeness_share(report: pl.DataFrame, missing: str = "missing_minutes") -> float:
+    """Share of expected bars present on the grid (duplicates or off-grid rows cannot hide a gap)."""
+    expected = int(report["expected"].sum())
+    return round(1 - int(report[missing].sum()) / expected, 6) if expected else 1.0
+
+
+def incomplete_days(report: pl.DataFrame, missing: str = "missing_minutes") -> pl.DataFrame:
+    return report.filter(pl.col(missing) > 0)
+
+
+def completeness_by_day(report: pl.DataFrame) -> pl.DataFrame:
+    """silver/klines' completeness report as shown: one row per instrument-day with its missing ranges."""
+    return report.select("date", "market", "symbol", "rows", "expected", "missing_ranges")
+
+
+def silver_completeness_by_symbol(report: pl.DataFrame) -> pl.DataFrame:
+    """silver/klines per instrument: days, rows, expected, missing minutes, complete days, completeness."""
+    return (
+        report.group_by("market", "symbol")
+        .agg(
+            days=pl.len(),
+            rows=pl.col("rows").sum(),
+            expected=pl.col("expected").sum(),
+            missing_minutes=pl.col("missing_minutes").sum(),
+            complete_days=(pl.col("missing_minutes") == 0).sum(),
+        )
+        .with_columns(completeness=(1 - pl.col("missing_minutes") / pl.col("expected")).round(4))
+        .sort("market", "symbol")
+    )
+
+
+def first_and_last_close(frame: pl.DataFrame) -> pl.DataFrame:
+    """Per instrument: the first bar of the run and its close, and the last close (a quick eyeball check)."""
+    return (
+        frame.group_by("market", "symbol")
+        .agg(
+            first_open_time=pl.col("open_time").first(),
+            first_close=pl.col("close").first(),
+            last_close=pl.col("close").last(),
+        )
+        .sort("market", "symbol")
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# silver/klines_filled and silver/kline_gaps
+
+
+def filled_completeness_by_symbol(report: pl.DataFrame) -> pl.DataFrame:
+    """The gap-fill report per instrument: archive vs REST rows, what is still missing, completeness."""
+    return (
+        report.group_by("market", "symbol")
+        .agg(
+            days=pl.len(),
+            expected=pl.col("expected").sum(),
+            archive_rows=pl.col("archive_rows").sum(),
+            rest_rows=pl.col("rest_rows").sum(),
+            missing=pl.col("missing").sum(),
+            complete_days=(pl.col("missing") == 0).sum(),
+        )
+        .with_columns(
+            completeness=pl.when(pl.col("expected") > 0)
+            .then((1 - pl.col("missing") / pl.col("expected")).round(6))
+            .otherwise(1.0)
+        )
+        .sort("market", "symbol")
+    )
+
+
+def rows_by_source(frame: pl.DataFrame, source: str) -> int:
+    return int((frame["source"] == source).sum())
+
+
+def fill_summary(result: FillResult, *, days: int, instruments: int) -> str:
+    """One log line for a gap-fill run: rows (from REST), REST requests, gaps left, stored rows kept."""
+    return (
+        f"{result.frame.height} rows ({rows_by_source(result.frame, SOURCE_REST)} from REST) over "
+        f"{days} day(s) x {instruments} instrument(s); {result.rest_requests} REST request(s); "
+        f"{result.gaps.height} gap(s) remain"
+        + (f"; kept {result.kept_rows} stored row(s) REST could not confirm now" if result.kept_rows else "")
+    )
+
+
+def gap_list(gaps: pl.DataFrame) -> pl.DataFrame:
+    return gaps.select("market", "symbol", "gap_start", "gap_end", "minutes", "reason")
+
+
+def missing_bars(gaps: pl.DataFrame) -> int:
+    return int(gaps["bars"].sum() or 0)
+
+
+def gaps_by_reason(gaps: pl.DataFrame) -> pl.DataFrame:
+    """Remaining gaps grouped by why they remain, most missing bars first."""
+    return gaps.group_by("reason").agg(gaps=pl.len(), bars=pl.col("bars").sum()).sort("bars", descending=True)

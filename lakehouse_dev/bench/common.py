@@ -1,0 +1,34 @@
+"""What the bench steps share: where results go, peak memory, and running a job the way a backfill cuts it."""
+
+from __future__ import annotations
+
+import resource
+from datetime import date, timedelta
+from typing import Any
+
+from lakehouse_dev import REPO
+
+BENCH_DIR = REPO / ".bench"
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB (each scenario runs in its own process)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_in_chunks(job: Any, instance: Any, first: date, last: date, runs: int) -> None:
+    """Execute ``job`` over [first, last] as ``runs`` range runs, cut the way a multi-run backfill cuts it."""
+    days = (last - first).days + 1
+    chunk = -(-days // runs)
+    for i in range(0, days, chunk):
+        start, end = first + timedelta(days=i), min(last, first + timedelta(days=i + chunk - 1))
+        result = job.execute_in_process(
+            instance=instance,
+            tags={
+                "dagster/asset_partition_range_start": start.isoformat(),
+                "dagster/asset_partition_range_end": end.isoformat(),
+            },
+            run_config=QUIET,
+        )
+        assert result.success, f"{job.name} {start}..{end} failed"
