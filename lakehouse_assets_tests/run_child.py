@@ -1,4 +1,4 @@
-"""Run bronze -> silver for a day range in a separate process (fault-tolerance tests kill or race it).
+"""Run klines_job (bronze -> silver) for a day range in a separate process (fault-tolerance tests kill or race it).
 
 Usage: python -m lakehouse_assets_tests.run_child LAKE ARCHIVE_URL SYMBOLS START END
 The Dagster instance is $DAGSTER_HOME's. Test-only hooks, set through the environment, act on the
@@ -52,13 +52,13 @@ def _install_hooks() -> None:
 def main(argv: list[str]) -> int:
     import dagster as dg
 
-    from lakehouse_assets_tests.pipeline_helpers import resources, run_range
+    from lakehouse_assets_tests.harness import resources, run_klines
 
     lake, archive_url, symbols, start, end = argv
     _install_hooks()
     res = resources(lake, archive_url, symbols, s3_endpoint_url=os.environ.get("LAKEHOUSE_S3_ENDPOINT_URL"))
     with dg.DagsterInstance.get() as instance:
-        result = run_range(res, start, end, instance, raise_on_error=False)
+        result = run_klines(res, start, end, instance, raise_on_error=False)
     print(f"run {result.run_id} success={result.success}", flush=True)
     return 0 if result.success else 1
 

@@ -12,14 +12,14 @@ from datetime import date
 
 import polars as pl
 
+from lakehouse_assets.archive.zip_limits import DEFAULT_ZIP_LIMITS, ZipLimits
 from lakehouse_assets.funding.parse import parse_funding_month_zip, parse_funding_rest_payload
 from lakehouse_assets.funding.schema import FUNDING_MARKETS
 from lakehouse_assets.funding.transforms import combine, fill_intervals, snap_events, within_days
 from lakehouse_assets.instruments import Instrument, instrument_frame
-from lakehouse_assets.klines.parse import ArchiveFileError
 from lakehouse_assets.klines.build import SilverBuildError
+from lakehouse_assets.klines.parse import ArchiveFileError
 from lakehouse_assets.lake.store import LakeStore
-from lakehouse_assets.archive.zip_limits import DEFAULT_ZIP_LIMITS, ZipLimits
 
 
 @dataclass(frozen=True)

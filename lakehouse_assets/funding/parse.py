@@ -26,10 +26,10 @@ from datetime import UTC, date, datetime
 
 import polars as pl
 
+from lakehouse_assets.archive.zip_limits import DEFAULT_ZIP_LIMITS, ZipLimitError, ZipLimits, check_entries, read_member
 from lakehouse_assets.funding.schema import HOUR_MS, RAW_FUNDING_SCHEMA, month_bounds
 from lakehouse_assets.instruments import Instrument
 from lakehouse_assets.klines.parse import ArchiveFileError
-from lakehouse_assets.archive.zip_limits import DEFAULT_ZIP_LIMITS, ZipLimitError, ZipLimits, check_entries, read_member
 
 ARCHIVE_COLUMNS = ("calc_time", "funding_interval_hours", "last_funding_rate")
 _INT_RE = re.compile(r"[+-]?\d+")

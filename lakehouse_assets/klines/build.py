@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from lakehouse_assets.archive.zip_limits import DEFAULT_ZIP_LIMITS, ZipLimits
 from lakehouse_assets.instruments import Instrument, instrument_frame
 from lakehouse_assets.klines.parse import ArchiveFileError, ParsedKlines, parse_klines_zip
 from lakehouse_assets.klines.schema import SILVER_KLINES_SCHEMA, empty_klines
 from lakehouse_assets.lake.store import LakeStorageError, LakeStore
-from lakehouse_assets.archive.zip_limits import DEFAULT_ZIP_LIMITS, ZipLimits
 
 
 class SilverBuildError(RuntimeError):

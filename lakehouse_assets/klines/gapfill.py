@@ -24,8 +24,8 @@ from typing import Protocol
 
 import polars as pl
 
-from lakehouse_assets.klines.completeness import missing_ranges
 from lakehouse_assets.instruments import Instrument, instrument_frame
+from lakehouse_assets.klines.completeness import missing_ranges
 from lakehouse_assets.klines.schema import SILVER_KLINES_SCHEMA, empty_klines, interval_to_timedelta
 
 KEY_COLUMNS = ["market", "symbol", "interval", "open_time"]

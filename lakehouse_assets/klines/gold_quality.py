@@ -28,14 +28,14 @@ from datetime import date
 import pandera.polars as pa
 import polars as pl
 
+from lakehouse_assets.klines.gapfill import SOURCE_REST, validation_view
 from lakehouse_assets.klines.indicators import FEATURES_SCHEMA, history_bars, missing_history_bars
 from lakehouse_assets.klines.indicators import KEY_COLUMNS as FEATURE_KEY
-from lakehouse_assets.klines.gapfill import SOURCE_REST, validation_view
-from lakehouse_assets.klines.schema import INTERVAL_MS, SILVER_KLINES_SCHEMA
 from lakehouse_assets.klines.quality import CHECK_DESCRIPTIONS as SILVER_CHECK_DESCRIPTIONS
 from lakehouse_assets.klines.quality import validate_silver_klines
-from lakehouse_assets.quality import CheckOutcome, frame_check, run_checks
 from lakehouse_assets.klines.resample import MINUTE_MS, MIXED_SOURCE, RESAMPLED_SCHEMA
+from lakehouse_assets.klines.schema import INTERVAL_MS, SILVER_KLINES_SCHEMA
+from lakehouse_assets.quality import CheckOutcome, frame_check, run_checks
 
 _ROW = "row"
 # pandera's own schema-level checks (as opposed to our named rules): report the column with them

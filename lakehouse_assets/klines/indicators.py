@@ -52,8 +52,8 @@ import numpy as np
 import polars as pl
 import talib
 
-from lakehouse_assets.klines.schema import INTERVAL_MS
 from lakehouse_assets.klines.resample import split_by
+from lakehouse_assets.klines.schema import INTERVAL_MS
 
 DAY_MS = 86_400_000
 _EPOCH_DAY = date(1970, 1, 1)

@@ -44,9 +44,9 @@ from typing import Literal, NoReturn, cast
 
 import polars as pl
 
+from lakehouse_assets.archive.zip_limits import DEFAULT_ZIP_LIMITS, ZipLimitError, ZipLimits, check_entries, read_member
 from lakehouse_assets.instruments import Instrument, coinm_contract_size_usd
 from lakehouse_assets.klines.schema import interval_to_timedelta
-from lakehouse_assets.archive.zip_limits import DEFAULT_ZIP_LIMITS, ZipLimitError, ZipLimits, check_entries, read_member
 
 FILE_COLUMNS: tuple[str, ...] = (
     "open_time",

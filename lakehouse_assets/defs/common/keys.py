@@ -2,7 +2,7 @@
 
 Keys carry the UI history (materializations, check results, backfills): never rename one. Assets,
 jobs, sensors, schedules and tests import them from here instead of spelling ``["silver", "klines"]``
-again; ``test_keys.py`` fails if a key is declared anywhere else.
+again; ``operations/test_keys.py`` fails if a key is declared anywhere else.
 """
 
 from __future__ import annotations

@@ -30,6 +30,13 @@ import dagster as dg
 import polars as pl
 
 from lakehouse_assets import settings
+from lakehouse_assets.defs.common.checks import check_result, raise_if_blocked
+from lakehouse_assets.defs.common.keys import GOLD_FEATURES, GOLD_RESAMPLED, KLINES_FILLED
+from lakehouse_assets.defs.common.metadata import markdown_table
+from lakehouse_assets.defs.common.partitions import daily_partitions, range_backfill_policy, window_days
+from lakehouse_assets.defs.common.selection import InstrumentSelection, select_instruments
+from lakehouse_assets.defs.resources import GoldResource, UniverseResource
+from lakehouse_assets.instruments import Instrument
 from lakehouse_assets.klines.chart import chart_markdown, chart_svg
 from lakehouse_assets.klines.gold_quality import (
     FEATURE_CHECK_DESCRIPTIONS,
@@ -40,18 +47,17 @@ from lakehouse_assets.klines.gold_quality import (
     validate_features,
     validate_resampled,
 )
-from lakehouse_assets.klines.indicators import FEATURES_SCHEMA, TALIB_COLUMNS, features_for_window, lookback_days, segments
-from lakehouse_assets.instruments import Instrument
+from lakehouse_assets.klines.indicators import (
+    FEATURES_SCHEMA,
+    TALIB_COLUMNS,
+    features_for_window,
+    lookback_days,
+    segments,
+)
+from lakehouse_assets.klines.resample import RESAMPLED_SCHEMA, SOURCE_INTERVAL, resample_klines
+from lakehouse_assets.klines.schema import INTERVAL_MS
 from lakehouse_assets.lake.io_manager import MISSING_KEY, MISSING_SKIP, SCOPE_KEY, StoredDays
 from lakehouse_assets.lake.layout import day_ranges
-from lakehouse_assets.klines.schema import INTERVAL_MS
-from lakehouse_assets.defs.common.partitions import daily_partitions, range_backfill_policy, window_days
-from lakehouse_assets.defs.common.checks import check_result, raise_if_blocked
-from lakehouse_assets.defs.common.keys import GOLD_FEATURES, GOLD_RESAMPLED, KLINES_FILLED
-from lakehouse_assets.klines.resample import RESAMPLED_SCHEMA, SOURCE_INTERVAL, resample_klines
-from lakehouse_assets.defs.resources import GoldResource, UniverseResource
-from lakehouse_assets.defs.common.selection import InstrumentSelection, select_instruments
-from lakehouse_assets.defs.common.metadata import markdown_table
 
 # The 1m input of the gold layer: the canonical, gap-filled series (source 'archive' or 'rest'). Its
 # partitions include today (daily_partitions_with_today); gold's stop at yesterday (see the README).

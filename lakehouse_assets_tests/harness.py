@@ -1,0 +1,235 @@
+"""Run the project's own jobs, as shipped, with the resources a test needs.
+
+The definitions are ``lakehouse_assets.definitions.defs``: the code location's assets, checks, jobs,
+partitions, backfill and retry policies, unchanged. Only resources are replaced: the lake on a temp
+dir (or the moto S3 endpoint), the archive and REST stand-ins on 127.0.0.1, and the universe. A
+pipeline test therefore fails when the shipped wiring breaks, not only when an asset body does.
+
+* ``resources(...)`` builds the overrides; ``project_defs(res)`` is the project's definitions with them.
+* ``run_klines`` / ``run_gapfill`` / ``run_gold`` / ``run_funding`` run ``klines_job``,
+  ``klines_filled_job``, ``gold_job`` and ``funding_job`` for one day (``end=None``) or for a range
+  ``[start, end]`` as ONE run carrying the range tags, the way a backfill run executes.
+* ``materialize(keys, ...)`` runs assets no job targets (``gold/funding_features``, one asset alone)
+  the way ``lakehouse_automation`` and the asset page launch them: the implicit asset job, subset.
+* ``automation_defs(res)`` is what ``lakehouse_automation`` evaluates: its default condition on
+  every asset it targets.
+
+Why not ``Definitions.merge`` / ``Definitions.with_resources``: in Dagster 1.13 both refuse a second
+value for a resource key the code location already sets ("different resources with same key"), so
+the overrides are applied by rebuilding ``Definitions`` from the shipped object's public fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import polars as pl
+
+from lakehouse_assets.definitions import defs as SHIPPED
+from lakehouse_assets.defs.common.keys import GOLD_FUNDING, KLINE_GAPS, KLINES_FILLED
+from lakehouse_assets.defs.operations import lakehouse_automation
+from lakehouse_assets.defs.resources import (
+    BinanceArchiveResource,
+    BinanceRestResource,
+    FundingResource,
+    GoldResource,
+    LakeDuckDBResource,
+    UniverseResource,
+)
+from lakehouse_assets.lake.io_manager import HiveParquetIOManager, LakeResource, LakeS3Resource
+
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+#: Port 9 (discard) on loopback: any call to a REST stand-in a test did not ask for fails loudly.
+NO_REST = "http://127.0.0.1:9"
+#: Lake paths of the gap-fill tables (the IO manager stores asset key ``a/b`` under ``a/b/date=…/``).
+FILLED = KLINES_FILLED.to_user_string()
+GAPS = KLINE_GAPS.to_user_string()
+
+
+# --------------------------------------------------------------------------- resources
+
+
+def resources(
+    storage: str | Path,
+    archive_url: str,
+    symbols: str,
+    *,
+    s3_endpoint_url: str | None = None,
+    s3: LakeS3Resource | None = None,
+    rest_url: str | None = None,
+    rest_enabled: bool = True,
+    rate_caps: str = "",
+    **rest_options: Any,
+) -> dict[str, Any]:
+    """The resources of a test run: every one the project's assets, checks and sensors use.
+
+    * ``storage``: the lake (a directory, or ``s3://bucket/prefix`` with ``s3_endpoint_url``, or with ``s3``:
+      an S3 client configured otherwise); the IO manager, the DuckDB resource and the ``s3`` resource all
+      share it, as in ``default_resources``.
+    * ``archive_url``: the archive stand-in (``http://127.0.0.1:…`` or a ``file://`` mirror), with short
+      back-offs and 3 attempts.
+    * ``rest_url``: the REST stand-in (``None``: port 9, where any call fails loudly); ``rest_enabled``
+      and ``rest_options`` (e.g. ``page_limit``, ``kline_api``) set the rest of ``BinanceRestResource``.
+    * ``symbols``: the universe; ``rate_caps``: ``LAKEHOUSE_FUNDING_RATE_CAPS``.
+
+    A test may replace entries of the returned dict (``res["archive"] = ...``) before running.
+    """
+    lake = LakeResource(storage=str(storage), s3=s3 or LakeS3Resource(endpoint_url=s3_endpoint_url))
+    rest = {"backoff_seconds": 0.01, "max_attempts": 3, "timeout_seconds": 5, "max_retry_wait_seconds": 1}
+    return {
+        "lake": lake,
+        "s3": lake.s3,
+        "io_manager": HiveParquetIOManager(lake=lake),
+        "duckdb": LakeDuckDBResource(lake=lake),
+        "archive": BinanceArchiveResource(base_url=archive_url, backoff_seconds=0.01, max_attempts=3),
+        "universe": UniverseResource(symbols=symbols),
+        "gold": GoldResource(),
+        "funding": FundingResource(rate_caps=rate_caps),
+        "binance_rest": BinanceRestResource(
+            enabled=rest_enabled, base_url=rest_url or NO_REST, **{**rest, **rest_options}
+        ),
+    }
+
+
+def s3_resources(storage: str, endpoint: str, archive_url: str, *, attempts: int, timeout: int = 2) -> dict[str, Any]:
+    """``resources`` for spot:BTCUSDT on an S3 lake whose client makes ``attempts`` attempts per request with
+    ``timeout`` s connect/read timeouts (the S3 fault tests put a fault-injecting proxy at ``endpoint``)."""
+    s3 = LakeS3Resource(endpoint_url=endpoint, max_attempts=attempts, timeout_seconds=timeout)
+    return resources(storage, archive_url, "spot:BTCUSDT", s3=s3)
+
+
+def project_defs(res: Mapping[str, Any]) -> dg.Definitions:
+    """The project's definitions, with ``res`` in place of the code location's resources of the same keys."""
+    return dg.Definitions(
+        assets=SHIPPED.assets,
+        asset_checks=SHIPPED.asset_checks,
+        jobs=SHIPPED.jobs,
+        schedules=SHIPPED.schedules,
+        sensors=SHIPPED.sensors,
+        executor=SHIPPED.executor,
+        loggers=SHIPPED.loggers,
+        resources={**(SHIPPED.resources or {}), **res},
+    )
+
+
+def automation_defs(res: Mapping[str, Any]) -> dg.Definitions:
+    """The project's definitions as ``lakehouse_automation`` evaluates them: every asset it targets without a
+    condition of its own gets the sensor's default condition (``follow_upstream()``)."""
+    sensor = lakehouse_automation
+    return project_defs(res).map_resolved_asset_specs(
+        func=lambda spec: spec if spec.automation_condition else spec.replace_attributes(
+            automation_condition=sensor.default_condition
+        ),
+        selection=sensor.asset_selection,
+    )
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def _execute(
+    job: dg.JobDefinition,
+    start: str,
+    end: str | None,
+    instance: dg.DagsterInstance,
+    *,
+    run_config: Mapping[str, Any] | None = None,
+    tags: Mapping[str, str] | None = None,
+    raise_on_error: bool = True,
+    asset_selection: Sequence[dg.AssetKey] | None = None,
+) -> dg.ExecuteInProcessResult:
+    range_tags = {} if end is None else {RANGE_START: start, RANGE_END: end}
+    return job.execute_in_process(
+        instance=instance,
+        run_config=run_config,
+        partition_key=start if end is None else None,
+        tags={**range_tags, **(tags or {})},
+        raise_on_error=raise_on_error,
+        asset_selection=asset_selection,
+    )
+
+
+def run_job(
+    name: str, res: Mapping[str, Any], start: str, end: str | None, instance: dg.DagsterInstance, **kw: Any
+) -> dg.ExecuteInProcessResult:
+    """One run of the project's job ``name``: day ``start`` if ``end`` is None, else ``[start, end]`` as one
+    range run (range tags, even for a single day). ``kw``: run_config, tags, raise_on_error."""
+    return _execute(project_defs(res).resolve_job_def(name), start, end, instance, **kw)
+
+
+def run_klines(res: Mapping[str, Any], start: str, end: str | None, instance: dg.DagsterInstance, **kw: Any):
+    """``klines_job``: bronze/klines_archive + silver/klines (and silver/klines' checks)."""
+    return run_job("klines_job", res, start, end, instance, **kw)
+
+
+def run_gapfill(res: Mapping[str, Any], start: str, end: str | None, instance: dg.DagsterInstance, **kw: Any):
+    """``klines_filled_job``: silver/klines_filled + silver/kline_gaps (silver/klines must be in the lake)."""
+    return run_job("klines_filled_job", res, start, end, instance, **kw)
+
+
+def run_gold(res: Mapping[str, Any], start: str, end: str | None, instance: dg.DagsterInstance, **kw: Any):
+    """``gold_job``: gold/klines_resampled + gold/features (silver/klines_filled must be in the lake)."""
+    return run_job("gold_job", res, start, end, instance, **kw)
+
+
+def run_funding(res: Mapping[str, Any], start: str, end: str | None, instance: dg.DagsterInstance, **kw: Any):
+    """``funding_job``: bronze/funding_archive + silver/funding_rates."""
+    return run_job("funding_job", res, start, end, instance, **kw)
+
+
+def materialize(
+    keys: Sequence[dg.AssetKey],
+    res: Mapping[str, Any],
+    start: str,
+    end: str | None,
+    instance: dg.DagsterInstance,
+    **kw: Any,
+) -> dg.ExecuteInProcessResult:
+    """Only ``keys`` (their inputs are read from the lake), as ``lakehouse_automation`` and the asset page
+    launch them: the project's implicit asset job, subset to those assets (and their checks)."""
+    job = project_defs(res).resolve_implicit_global_asset_job_def()
+    return _execute(job, start, end, instance, asset_selection=list(keys), **kw)
+
+
+def run_funding_features(res: Mapping[str, Any], start: str, end: str | None, instance: dg.DagsterInstance, **kw: Any):
+    """gold/funding_features alone (no job targets it: ``lakehouse_automation`` runs it after gold/features)."""
+    return materialize([GOLD_FUNDING], res, start, end, instance, **kw)
+
+
+def gapfill_config(**config: Any) -> dict:
+    """Run config for the gap-fill op (``as_of``, ``interval``, ``rest_fill``, ...)."""
+    return {"ops": {"klines_filled": {"config": config}}}
+
+
+# --------------------------------------------------------------------------- what a run left
+
+
+def failure_text(result: dg.ExecuteInProcessResult) -> str:
+    """Every step failure's error (with its cause chain), one after the other."""
+    return "\n".join(
+        (e.step_failure_data.error.to_string() if e.step_failure_data and e.step_failure_data.error else e.message or "")
+        for e in result.all_events
+        if e.is_step_failure
+    )
+
+
+def check_outcomes(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
+    """Check name -> passed, for every check evaluated in the run."""
+    return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+
+
+def table(lake: Path, name: str, day: str) -> pl.DataFrame:
+    """One day of a lake table, read straight from its Parquet files (the day must exist)."""
+    files = sorted((lake / name / f"date={day}").glob("*.parquet"))
+    assert files, f"{name} has no partition {day}"
+    return pl.concat([pl.read_parquet(f) for f in files], how="vertical")
+
+
+def read_table(lake: Path, name: str) -> pl.DataFrame:
+    """Every day of a lake table, with its ``date`` (text) from the Hive path."""
+    files = sorted((lake / name).glob("date=*/*.parquet"))
+    return pl.concat([pl.read_parquet(f).with_columns(date=pl.lit(f.parent.name[5:])) for f in files], how="diagonal_relaxed")
