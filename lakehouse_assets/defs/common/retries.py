@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import dagster as dg
 
 from lakehouse_assets import settings
+from lakehouse_assets.defs.common.metadata import md_list
 from lakehouse_assets.lake.store import LakeObjectNotFound, LakeStorageError
 from lakehouse_assets.settings import ConfigError
 
@@ -153,6 +154,19 @@ def failure_for(description: str, errors: Iterable[BaseException], **kwargs: Any
     errors = list(errors)
     transient = bool(errors) and all(is_transient(e) for e in errors)
     return dg.Failure(description=description, allow_retries=transient, **kwargs)
+
+
+def ingest_failure(failures: Sequence[tuple[str, BaseException]], description: str) -> dg.Failure:
+    """The step failure for a bronze ingest in which some files failed (every file named in the UI).
+
+    Only failures that may pass are retried (no answer, HTTP 408/429/5xx, S3 outages); an HTTP 400/401/
+    403/451, a checksum or format problem, or a local disk fault fails at once (``is_transient``).
+    """
+    return failure_for(
+        description,
+        (exc for _, exc in failures),
+        metadata={"failed_files": md_list((f"{name}: {exc}" for name, exc in failures), empty=None)},
+    )
 
 
 def retry_requested(previous_attempts: int) -> dg.RetryRequested:

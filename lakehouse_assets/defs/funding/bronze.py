@@ -6,9 +6,9 @@ from pydantic import Field
 
 from lakehouse_assets.archive.download import ArchiveIngestError
 from lakehouse_assets.defs.common.keys import BRONZE_FUNDING
-from lakehouse_assets.defs.common.metadata import md_list, md_table
+from lakehouse_assets.defs.common.metadata import md_table
 from lakehouse_assets.defs.common.partitions import daily_partitions, range_backfill_policy, window_days
-from lakehouse_assets.defs.common.retries import is_transient, network_retry_policy
+from lakehouse_assets.defs.common.retries import ingest_failure, network_retry_policy
 from lakehouse_assets.defs.common.selection import InstrumentSelection, select_instruments
 from lakehouse_assets.defs.resources import (
     BinanceArchiveResource,
@@ -83,13 +83,7 @@ def funding_archive(
                 accept_checksum_mismatch=config.accept_checksum_mismatch, max_workers=archive.max_workers,
             )  # fmt: skip
     except ArchiveIngestError as exc:
-        # Only failures that may pass are retried (retries.is_transient: FundingRestError.transient, HTTP
-        # 408/429/5xx or no answer, S3 outages); a 403, a checksum or format problem fails at once.
-        raise dg.Failure(
-            description=str(exc),
-            metadata={"failed": md_list((f"{n}: {e}" for n, e in exc.failures), empty=None)},
-            allow_retries=all(is_transient(e) for _, e in exc.failures),
-        ) from exc
+        raise ingest_failure(exc.failures, str(exc)) from exc  # FundingRestError knows if it may pass
     return dg.Output(
         manifest,
         metadata={

@@ -8,7 +8,7 @@ from lakehouse_assets.archive.download import ArchiveIngestError, ingest_files
 from lakehouse_assets.defs.common.keys import BRONZE_KLINES
 from lakehouse_assets.defs.common.metadata import md_list, md_table
 from lakehouse_assets.defs.common.partitions import daily_partitions, range_backfill_policy, window_days
-from lakehouse_assets.defs.common.retries import is_transient, network_retry_policy
+from lakehouse_assets.defs.common.retries import ingest_failure, network_retry_policy
 from lakehouse_assets.defs.common.selection import InstrumentSelection, select_instruments
 from lakehouse_assets.defs.resources import BinanceArchiveResource, LakeResource, UniverseResource
 from lakehouse_assets.klines import reports
@@ -60,13 +60,7 @@ def klines_archive(
                 max_workers=archive.max_workers,
             )
     except ArchiveIngestError as exc:
-        # Network/S3 trouble that may pass (no answer, 408/429/5xx) is retried by the RetryPolicy; an HTTP 400/
-        # 401/403/451, a checksum or format problem, or a local disk fault fails at once (retries.is_transient).
-        raise dg.Failure(
-            description=str(exc),
-            metadata={"failed_files": md_list((f"{n}: {e}" for n, e in exc.failures), empty=None)},
-            allow_retries=all(is_transient(e) for _, e in exc.failures),
-        ) from exc
+        raise ingest_failure(exc.failures, str(exc)) from exc
     return dg.Output(
         manifest,
         metadata={
