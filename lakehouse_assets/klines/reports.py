@@ -9,6 +9,7 @@ from __future__ import annotations
 import polars as pl
 
 from lakehouse_assets.klines.gapfill import SOURCE_REST, FillResult
+from lakehouse_assets.klines.indicators import segments
 
 # ---------------------------------------------------------------------------------------------
 # bronze/klines_archive: the manifest of one run
@@ -148,3 +149,61 @@ def missing_bars(gaps: pl.DataFrame) -> int:
 def gaps_by_reason(gaps: pl.DataFrame) -> pl.DataFrame:
     """Remaining gaps grouped by why they remain, most missing bars first."""
     return gaps.group_by("reason").agg(gaps=pl.len(), bars=pl.col("bars").sum()).sort("bars", descending=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# gold/features: one day of a run
+
+
+def latest_features(frame: pl.DataFrame) -> pl.DataFrame:
+    """The newest bar per instrument and interval with its main indicators, rounded for reading."""
+    if frame.is_empty():
+        return frame
+    return (
+        frame.group_by("market", "symbol", "interval", maintain_order=True)
+        .agg(pl.all().sort_by("open_time").last())
+        .select(
+            "market",
+            "symbol",
+            "interval",
+            "open_time",
+            "close",
+            *(
+                pl.col(c).round(4)
+                for c in (
+                    "rsi_14",
+                    "macd_12_26_9",
+                    "macd_signal_12_26_9",
+                    "bb_lower_20_2",
+                    "bb_upper_20_2",
+                    "atr_14",
+                    "vwap_24h",
+                    "realized_vol_24h",
+                )
+            ),
+        )
+        .sort("market", "symbol", "interval")
+    )
+
+
+def feature_coverage(frame: pl.DataFrame) -> pl.DataFrame:
+    """Per instrument and interval: bars, holes, and how many bars are still in indicator warm-up."""
+    rows = []
+    for (market, symbol, interval), part in frame.partition_by(["market", "symbol", "interval"], as_dict=True).items():
+        segs = segments(part, str(interval))
+        rows.append(
+            {
+                "market": market,
+                "symbol": symbol,
+                "interval": interval,
+                "bars": part.height,
+                "incomplete_bars": int((~part["is_complete"]).sum()),
+                "holes": max(0, segs.height - 1),
+                "rsi_null": part["rsi_14"].null_count(),
+                "macd_null": part["macd_12_26_9"].null_count(),
+                "lookback_incomplete": int((~part["lookback_complete"]).sum()),
+                "first_bar": part["open_time"].min(),
+                "last_bar": part["open_time"].max(),
+            }
+        )
+    return pl.DataFrame(rows).sort("market", "symbol", "interval") if rows else pl.DataFrame()

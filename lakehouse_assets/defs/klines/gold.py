@@ -37,6 +37,7 @@ from lakehouse_assets.defs.common.partitions import daily_partitions, range_back
 from lakehouse_assets.defs.common.selection import InstrumentSelection, select_instruments
 from lakehouse_assets.defs.resources import GoldResource, UniverseResource
 from lakehouse_assets.instruments import Instrument
+from lakehouse_assets.klines import reports
 from lakehouse_assets.klines.chart import chart_markdown, chart_svg
 from lakehouse_assets.klines.gold_quality import (
     FEATURE_CHECK_DESCRIPTIONS,
@@ -52,7 +53,6 @@ from lakehouse_assets.klines.indicators import (
     TALIB_COLUMNS,
     features_for_window,
     lookback_days,
-    segments,
 )
 from lakehouse_assets.klines.resample import RESAMPLED_SCHEMA, SOURCE_INTERVAL, resample_klines
 from lakehouse_assets.klines.schema import INTERVAL_MS
@@ -228,13 +228,43 @@ def features(
     instruments, scope = select_instruments(context, config, universe.instruments())
     intervals = _feature_intervals(gold)
     start, end = _window(context)
-    keys = _instrument_keys(instruments)
     inputs = {
         interval: (KLINES_SOURCE, minute_bars) if interval == SOURCE_INTERVAL else (GOLD_RESAMPLED, resampled_bars)
         for interval in intervals
     }
     absent = _absent_lookback_days(dict(inputs.values()), start)
 
+    frame, history = _compute(intervals, inputs, absent, start, end, _instrument_keys(instruments))
+
+    outcomes = validate_features(frame)
+    for outcome in outcomes:
+        yield check_result(outcome)
+    yield _lookback_check(frame, {i: absent[inputs[i][0]] for i in intervals}, absent)
+    raise_if_blocked("gold/features", outcomes)
+
+    _add_day_metadata(context, frame, intervals, instruments, gold.chart_max_symbols)
+    yield dg.Output(
+        frame,
+        metadata={
+            SCOPE_KEY: scope,
+            "source": KLINES_SOURCE.to_user_string(),
+            "intervals": ", ".join(intervals),
+            "instruments": len(instruments),
+            "days_in_run": len(window_days(context)),
+            "lookback": dg.MetadataValue.md(markdown_table(pl.DataFrame(history))),
+        },
+    )
+
+
+def _compute(
+    intervals: list[str],
+    inputs: dict[str, tuple[dg.AssetKey, StoredDays]],
+    absent: dict[dg.AssetKey, list[date]],
+    start: datetime,
+    end: datetime,
+    keys: pl.LazyFrame,
+) -> tuple[pl.DataFrame, list[dict[str, object]]]:
+    """Features of every interval for the run's window, and per interval what history was read."""
     parts: list[pl.DataFrame] = []
     history: list[dict[str, object]] = []
     for interval in intervals:
@@ -258,38 +288,26 @@ def features(
             }
         )
     frame = pl.concat(parts, how="vertical") if parts else pl.DataFrame(schema=FEATURES_SCHEMA)
+    return frame, history
 
-    outcomes = validate_features(frame)
-    for outcome in outcomes:
-        yield check_result(outcome)
-    yield _lookback_check(frame, {i: absent[inputs[i][0]] for i in intervals}, absent)
-    raise_if_blocked("gold/features", outcomes)
 
-    # Each day's materialization gets its own summary and charts (a range run would otherwise copy one
-    # month-long chart into every day's event); run-level facts go on the output for all days.
+def _add_day_metadata(
+    context: dg.AssetExecutionContext, frame: pl.DataFrame, intervals: list[str], instruments: list[Instrument], charts: int
+) -> None:
+    """Each day's materialization gets its own summary and charts (a range run would otherwise copy one
+    month-long chart into every day's event); run-level facts go on the output for all days."""
     for day in window_days(context):
         day_start = datetime(day.year, day.month, day.day, tzinfo=UTC)
         day_end = day_start + timedelta(days=1)
         rows = frame.filter(pl.col("open_time") >= day_start, pl.col("open_time") < day_end)
         context.add_asset_metadata(
             {
-                "latest": dg.MetadataValue.md(markdown_table(_latest(rows), limit=60)),
-                "coverage": dg.MetadataValue.md(markdown_table(_coverage(rows), limit=60)),
-                **_charts(rows, intervals, instruments, day_start, day_end, gold.chart_max_symbols),
+                "latest": dg.MetadataValue.md(markdown_table(reports.latest_features(rows), limit=60)),
+                "coverage": dg.MetadataValue.md(markdown_table(reports.feature_coverage(rows), limit=60)),
+                **_charts(rows, intervals, instruments, day_start, day_end, charts),
             },
             partition_key=day.isoformat(),
         )
-    yield dg.Output(
-        frame,
-        metadata={
-            SCOPE_KEY: scope,
-            "source": KLINES_SOURCE.to_user_string(),
-            "intervals": ", ".join(intervals),
-            "instruments": len(instruments),
-            "days_in_run": len(window_days(context)),
-            "lookback": dg.MetadataValue.md(markdown_table(pl.DataFrame(history))),
-        },
-    )
 
 
 def _absent_lookback_days(inputs: dict[dg.AssetKey, StoredDays], start: datetime) -> dict[dg.AssetKey, list[date]]:
@@ -391,59 +409,6 @@ def _feature_intervals(gold: GoldResource) -> list[str]:
             allow_retries=False,
         )
     return intervals
-
-
-def _latest(frame: pl.DataFrame) -> pl.DataFrame:
-    if frame.is_empty():
-        return frame
-    return (
-        frame.group_by("market", "symbol", "interval", maintain_order=True)
-        .agg(pl.all().sort_by("open_time").last())
-        .select(
-            "market",
-            "symbol",
-            "interval",
-            "open_time",
-            "close",
-            *(
-                pl.col(c).round(4)
-                for c in (
-                    "rsi_14",
-                    "macd_12_26_9",
-                    "macd_signal_12_26_9",
-                    "bb_lower_20_2",
-                    "bb_upper_20_2",
-                    "atr_14",
-                    "vwap_24h",
-                    "realized_vol_24h",
-                )
-            ),
-        )
-        .sort("market", "symbol", "interval")
-    )
-
-
-def _coverage(frame: pl.DataFrame) -> pl.DataFrame:
-    """Per instrument and interval: bars, holes, and how many bars are still in indicator warm-up."""
-    rows = []
-    for (market, symbol, interval), part in frame.partition_by(["market", "symbol", "interval"], as_dict=True).items():
-        segs = segments(part, str(interval))
-        rows.append(
-            {
-                "market": market,
-                "symbol": symbol,
-                "interval": interval,
-                "bars": part.height,
-                "incomplete_bars": int((~part["is_complete"]).sum()),
-                "holes": max(0, segs.height - 1),
-                "rsi_null": part["rsi_14"].null_count(),
-                "macd_null": part["macd_12_26_9"].null_count(),
-                "lookback_incomplete": int((~part["lookback_complete"]).sum()),
-                "first_bar": part["open_time"].min(),
-                "last_bar": part["open_time"].max(),
-            }
-        )
-    return pl.DataFrame(rows).sort("market", "symbol", "interval") if rows else pl.DataFrame()
 
 
 def _charts(
