@@ -412,6 +412,9 @@ declare("LAKEHOUSE_S3_MAX_ATTEMPTS", "8", integer(1, 20), "attempts per S3 reque
 declare("LAKEHOUSE_S3_TIMEOUT_SECONDS", "60", integer(1, 3600, unit="seconds"), "S3 connect/read timeout")
 declare("LAKEHOUSE_ARCHIVE_URL", "https://data.binance.vision", url("https", "http", "file"),
         "base of the Binance archive or a mirror with its layout (https://, http:// or file:///path)", show=_show_url)
+declare("LAKEHOUSE_ARCHIVE_LISTING_URL", "https://s3-ap-northeast-1.amazonaws.com/data.binance.vision",
+        url("https", "http", "file"), "S3 list API of the archive's bucket (ListBucketResult XML), or file:///path of a "
+        "mirror whose directory tree is listed", show=_show_url)
 declare("LAKEHOUSE_SYMBOLS", DEFAULT_SYMBOLS, universe(),
         "the universe: market:SYMBOL comma-separated, market spot, um or cm; a bare SYMBOL means spot",
         empty_is_error=True)

@@ -249,6 +249,16 @@ class ArchiveClient:
             return self._with_retries("READ", url, lambda: self._read_file(url))
         return self._with_retries("GET", url, lambda: self._http_once("GET", url))
 
+    def fetch_url(self, url: str) -> bytes:
+        """GET a complete http(s) URL, query included, with this client's deadlines and retries.
+
+        For answers that are not archive files (an S3 list page, ``?prefix=...&marker=...``), which
+        ``url_for`` cannot express; 404 is still ArchiveNotFound, the rest ArchiveFetchError.
+        """
+        if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+            raise ValueError(f"fetch_url needs an http(s) URL, got {redact_url(url)!r}")
+        return self._with_retries("GET", url, lambda: self._http_once("GET", url))
+
     def fetch_optional(self, path: str) -> bytes | None:
         """Like fetch, but a missing file is None (e.g. a zip whose CHECKSUM was never published)."""
         try:

@@ -4,6 +4,11 @@ Why: the download client's retry/integrity logic only means something if it is e
 a real socket (keep-alive, resets, short bodies, slow replies), and tests must not touch the
 internet. Faults are injected per path substring; every request is recorded so tests can assert
 that a file was (not) downloaded again.
+
+It also answers the S3 list API (``GET <listing_path>?prefix=&delimiter=&marker=``) the way the
+real bucket behind data.binance.vision does, built from the files it serves, so the archive
+listing is tested over the same protocol, paging included (``page_size``; ``rewrite_listing`` lets
+a test damage a page).
 """
 
 from __future__ import annotations
@@ -16,10 +21,15 @@ import socket
 import struct
 import threading
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
+from xml.sax.saxutils import escape
+
+S3_NAMESPACE = "http://s3.amazonaws.com/doc/2006-03-01/"
 
 logger = logging.getLogger("lakehouse.tests.archive_server")
 
@@ -87,6 +97,16 @@ class _Handler(BaseHTTPRequestHandler):
             if fault.retry_after is not None:
                 headers["Retry-After"] = _format_seconds(fault.retry_after)
             self._send_simple(fault.status, head=head, extra_headers=headers)
+            return
+        if split.path == owner.listing_path and (split.query or owner.listing_path != "/"):
+            query = dict(urllib.parse.parse_qsl(split.query, keep_blank_values=True))
+            page = owner.listing_page(query)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/xml")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            if not head:
+                self.wfile.write(page)
             return
 
         file_path = owner._resolve(url_path)
@@ -176,8 +196,15 @@ class ArchiveServer:
     Use as a context manager; ``base_url`` is ready for ``ArchiveClient(base_url)``.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, page_size: int = 1000, listing_path: str = "/") -> None:
         self.root = Path(root).resolve()
+        #: Entries (keys + common prefixes) per list page: S3's max-keys default is 1000.
+        self.page_size = page_size
+        #: Where the S3 list API answers: "/" (a bucket host) or e.g. "/data.binance.vision" (path style).
+        self.listing_path = listing_path
+        #: Called as ``rewrite_listing(body, query)`` on every list page before it is sent: a test's hook
+        #: to make a page malformed or to freeze its marker.
+        self.rewrite_listing: Callable[[bytes, dict[str, str]], bytes] | None = None
         self._lock = threading.Lock()
         #: (method, decoded URL path) of every request, in arrival order. A plain list (appended
         #: under a lock) so tests can filter it or ``.clear()`` it between phases.
@@ -321,3 +348,67 @@ class ArchiveServer:
         if not candidate.is_relative_to(self.root) or not candidate.is_file():
             return None
         return candidate
+
+    # ------------------------------------------------------------------ S3 list API
+
+    def keys(self) -> list[str]:
+        """Every served file as an S3 key (root-relative, ``/``-separated), in S3's order (UTF-8 bytes)."""
+        return sorted(p.relative_to(self.root).as_posix() for p in self.root.rglob("*") if p.is_file())
+
+    def listing_page(self, query: dict[str, str]) -> bytes:
+        """One ``ListBucketResult`` page, paged like S3 ListObjects (v1): ``marker`` excluded, NextMarker
+        given when a delimiter is, a common prefix rolling up every key under it."""
+        prefix = query.get("prefix", "")
+        delimiter = query.get("delimiter", "")
+        marker = query.get("marker", "")
+        limit = self.page_size
+        if "max-keys" in query:
+            limit = min(limit, int(query["max-keys"]))
+        entries: list[tuple[str, Path | None]] = []  # (key or common prefix, file or None)
+        truncated = False
+        for key in self.keys():
+            if not key.startswith(prefix) or key <= marker:
+                continue
+            rest = key[len(prefix) :]
+            entry: tuple[str, Path | None] = (key, self.root / key)
+            if delimiter and delimiter in rest:
+                common = prefix + rest[: rest.index(delimiter) + len(delimiter)]
+                if marker.startswith(common):
+                    continue  # rolled up into a prefix an earlier page returned
+                if entries and entries[-1][0] == common:
+                    continue
+                entry = (common, None)
+            if len(entries) == limit:
+                truncated = True
+                break
+            entries.append(entry)
+        parts = [
+            '<?xml version="1.0" encoding="UTF-8"?>\n',
+            f'<ListBucketResult xmlns="{S3_NAMESPACE}">',
+            "<Name>data.binance.vision</Name>",
+            f"<Prefix>{escape(prefix)}</Prefix><Marker>{escape(marker)}</Marker>",
+            f"<MaxKeys>{limit}</MaxKeys>",
+        ]
+        if delimiter:
+            parts.append(f"<Delimiter>{escape(delimiter)}</Delimiter>")
+        parts.append(f"<IsTruncated>{'true' if truncated else 'false'}</IsTruncated>")
+        if truncated and delimiter and entries:
+            parts.append(f"<NextMarker>{escape(entries[-1][0])}</NextMarker>")
+        for name, path in entries:
+            if path is None:
+                parts.append(f"<CommonPrefixes><Prefix>{escape(name)}</Prefix></CommonPrefixes>")
+                continue
+            body = path.read_bytes()
+            ms = path.stat().st_mtime_ns // 1_000_000
+            mtime = datetime.fromtimestamp(ms // 1000, UTC)
+            parts.append(
+                f"<Contents><Key>{escape(name)}</Key>"
+                f"<LastModified>{mtime.strftime('%Y-%m-%dT%H:%M:%S')}.{ms % 1000:03d}Z</LastModified>"
+                f"<ETag>&quot;{hashlib.md5(body).hexdigest()}&quot;</ETag><Size>{len(body)}</Size>"
+                "<StorageClass>STANDARD</StorageClass></Contents>"
+            )
+        parts.append("</ListBucketResult>")
+        page = "".join(parts).encode("utf-8")
+        if self.rewrite_listing is not None:
+            page = self.rewrite_listing(page, query)
+        return page
