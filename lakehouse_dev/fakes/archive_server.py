@@ -29,7 +29,10 @@ from pathlib import Path
 from types import TracebackType
 from xml.sax.saxutils import escape
 
+from lakehouse_dev.fakes.trickle import trickle
+
 S3_NAMESPACE = "http://s3.amazonaws.com/doc/2006-03-01/"
+
 
 logger = logging.getLogger("lakehouse.tests.archive_server")
 
@@ -156,17 +159,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _trickle(self, body: bytes, bytes_per_second: float) -> None:
-        """Headers are out; now the body one byte at a time: each read succeeds, the transfer never ends."""
-        self.close_connection = True
-        stopping = self.server.owner._stopping
-        try:
-            for i in range(len(body)):
-                self.wfile.write(body[i : i + 1])
-                self.wfile.flush()
-                if stopping.wait(1.0 / bytes_per_second):
-                    return
-        except OSError:  # the client gave up (its deadline), as it should
-            return
+        trickle(self, body, bytes_per_second, self.server.owner._stopping)
 
     def _reset(self) -> None:
         """Abort with a TCP RST (SO_LINGER 0), like a load balancer dropping the connection."""

@@ -33,6 +33,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from lakehouse_dev.fakes.trickle import trickle
+
 logger = logging.getLogger("lakehouse.tests.rest_server")
 
 MARKET_DIRS = {"spot": "data/spot", "um": "data/futures/um", "cm": "data/futures/cm"}
@@ -131,17 +133,7 @@ class _HTTPHandler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def _trickle(self, body: bytes, bytes_per_second: float) -> None:
-        """The headers are out; the body follows one byte at a time, so no single read ever times out."""
-        self.close_connection = True
-        stopping = self.server.owner._stopping
-        try:
-            for i in range(len(body)):
-                self.wfile.write(body[i : i + 1])
-                self.wfile.flush()
-                if stopping.wait(1.0 / bytes_per_second):
-                    return
-        except OSError:  # the client gave up (its deadline), as it should
-            return
+        trickle(self, body, bytes_per_second, self.server.owner._stopping)
 
 
 class _BadRequest(Exception):
