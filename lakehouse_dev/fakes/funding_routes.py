@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import io
 import threading
-import zipfile
 from pathlib import Path
 from typing import Any
 
 from lakehouse_dev.fakes.rest_server import MARKET_DIRS, BinanceRestServer, Reply
+from lakehouse_dev.fakes.sample_files import sample_text
 
 FUNDING_PATHS = {"um": "/fapi/v1/fundingRate", "cm": "/dapi/v1/fundingRate"}
 INFO_PATHS = {"um": "/fapi/v1/fundingInfo", "cm": "/dapi/v1/fundingInfo"}
@@ -98,13 +98,8 @@ def _load_rows(root: Path, market: str, symbol: str) -> list[dict[str, Any]]:
     folder = root / MARKET_DIRS[market] / "monthly" / "fundingRate" / symbol
     by_time: dict[int, dict[str, Any]] = {}
     for path in sorted(folder.glob("*")):
-        if path.name.endswith(".zip"):
-            with zipfile.ZipFile(path) as archive:
-                (member,) = archive.namelist()
-                text = archive.read(member).decode()
-        elif path.name.endswith(".csv"):
-            text = path.read_text()
-        else:
+        text = sample_text(path)
+        if text is None:
             continue
         for line in io.StringIO(text):
             fields = line.strip().split(",")

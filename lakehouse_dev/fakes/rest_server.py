@@ -24,7 +24,6 @@ import json
 import logging
 import threading
 import urllib.parse
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,6 +32,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from lakehouse_dev.fakes.sample_files import sample_text
 from lakehouse_dev.fakes.trickle import trickle
 
 logger = logging.getLogger("lakehouse.tests.rest_server")
@@ -490,13 +490,8 @@ def _load_rows(root: Path, market: str, symbol: str, interval: str) -> list[list
     for kind in ("daily", "monthly"):
         folder = base / kind / "klines" / symbol / interval
         for path in sorted(folder.glob("*")):
-            if path.name.endswith(".zip"):
-                with zipfile.ZipFile(path) as archive:
-                    (member,) = archive.namelist()
-                    text = archive.read(member).decode()
-            elif path.name.endswith(".csv"):
-                text = path.read_text()
-            else:
+            text = sample_text(path)
+            if text is None:
                 continue
             for line in io.StringIO(text):
                 fields = line.strip().split(",")
