@@ -211,16 +211,11 @@ def store_verified(
                     data = client.fetch(path)
                 if not data.startswith(_ZIP_MAGIC):
                     raise NotAZipError(name, instrument, period, data[:200])
-        except NotAZipError as exc:
-            kept = keep_stored(UPSTREAM_FAILED, exc)
-            if kept is None:
-                raise
-            return kept
         except ArchiveNotFound as exc:
             return keep_stored(UPSTREAM_NOT_FOUND, exc) or StoredFile(
                 source_url, None, None, None, "missing", expected, False, UPSTREAM_NOT_FOUND
             )
-        except ArchiveFetchError as exc:
+        except (ArchiveFetchError, NotAZipError) as exc:
             kept = keep_stored(UPSTREAM_FAILED, exc)
             if kept is None:
                 raise
