@@ -36,6 +36,7 @@ __all__ = [
     "DEFAULT_CONNECT_TIMEOUT_SECONDS",
     "DeadlineSession",
     "TransferDeadlineExceeded",
+    "pooled_adapter",
     "validate_timeouts",
 ]
 
@@ -186,11 +187,26 @@ class _DeadlineAdapter(HTTPAdapter):
 # ----------------------------------------------------------------------------------- session
 
 
+def pooled_adapter(*, pool_maxsize: int = 10, pool_block: bool = False) -> HTTPAdapter:
+    """A keep-alive connection pool whose connections report to the deadline watchdog.
+
+    Several ``DeadlineSession``s may share one (urllib3's pools are thread-safe): one session per
+    thread keeps requests' own state (cookies, redirects) private, while the TCP connections outlive
+    any thread pool. ``pool_block=True`` makes ``pool_maxsize`` a hard cap on open connections per
+    host: a thread beyond it waits for a free connection instead of opening (and dropping) another.
+    ``max_retries=0``: urllib3 must not retry behind the callers' backs (they log and count attempts).
+    """
+    if not 1 <= pool_maxsize <= 1024:
+        raise ValueError(f"pool_maxsize must be between 1 and 1024, got {pool_maxsize!r}")
+    return _DeadlineAdapter(pool_connections=4, pool_maxsize=pool_maxsize, pool_block=pool_block, max_retries=0)
+
+
 class DeadlineSession(requests.Session):
     """A ``requests.Session`` where every request has connect/read timeouts and a total deadline.
 
-    ``max_retries=0``: urllib3 must not retry behind the callers' backs (they log and count attempts).
-    Usable wherever a Session is expected, e.g. as ccxt's ``exchange.session``.
+    Usable wherever a Session is expected, e.g. as ccxt's ``exchange.session``. ``adapter``: a shared
+    pool from :func:`pooled_adapter` (then ``pool_maxsize`` is ignored); by default the session has
+    its own.
     """
 
     def __init__(
@@ -200,13 +216,15 @@ class DeadlineSession(requests.Session):
         read_timeout: float,
         deadline_seconds: float,
         pool_maxsize: int = 10,
+        adapter: HTTPAdapter | None = None,
     ) -> None:
         validate_timeouts(connect=connect_timeout, read=read_timeout, deadline=deadline_seconds, what="HTTP session")
         super().__init__()
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.deadline_seconds = deadline_seconds
-        adapter = _DeadlineAdapter(pool_connections=4, pool_maxsize=pool_maxsize, max_retries=0)
+        if adapter is None:
+            adapter = pooled_adapter(pool_maxsize=pool_maxsize)
         self.mount("http://", adapter)
         self.mount("https://", adapter)
 

@@ -105,19 +105,3 @@ def instrument_frame(instruments: Iterable[Instrument]) -> pl.DataFrame:
     to semi-join a table on to keep only these instruments."""
     pairs = [(i.market, i.symbol) for i in instruments]
     return pl.DataFrame(pairs, schema={"market": pl.String(), "symbol": pl.String()}, orient="row")
-
-
-def coinm_contract_size_usd(symbol: str) -> float:
-    """Face value in USD of one COIN-M (inverse) futures contract.
-
-    COIN-M kline files count volume in contracts, not coins, so turning them into a USD
-    notional needs the contract size. Per Binance's COIN-M contract specifications, BTC
-    contracts (``BTCUSD_PERP``, ``BTCUSD_<YYMMDD>``) are 100 USD each and every other COIN-M
-    contract (ETHUSD_PERP, ADAUSD_PERP, ...) is 10 USD. Non-COIN-M symbols are rejected rather
-    than guessed, because a wrong size silently mis-scales every volume.
-    """
-    if "USD_" not in symbol:
-        raise ValueError(
-            f"{symbol!r} is not a COIN-M symbol (expected <BASE>USD_PERP or <BASE>USD_<YYMMDD>)"
-        )
-    return 100.0 if symbol.startswith("BTCUSD_") else 10.0

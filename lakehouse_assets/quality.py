@@ -72,6 +72,28 @@ def run_checks(
     return outcomes
 
 
+def merge_outcomes(chunks: list[list[CheckOutcome]]) -> list[CheckOutcome]:
+    """One outcome per check over a run processed in chunks (``lake/chunks.py``): passed only if it passed
+    on every chunk, with every chunk's failing rows (``row`` counts within its chunk; a chunk holds whole
+    instrument-days, so each (market, symbol, date) of ``failures_by_day`` comes from one chunk)."""
+    if not chunks:
+        return []
+    merged: list[CheckOutcome] = []
+    for same in zip(*chunks, strict=True):
+        merged.append(
+            CheckOutcome(
+                name=same[0].name,
+                description=same[0].description,
+                passed=all(o.passed for o in same),
+                failures=pl.concat([o.failures for o in same], how="vertical"),
+                failures_by_day=pl.concat([o.failures_by_day for o in same], how="vertical").sort(
+                    "market", "symbol", "date"
+                ),
+            )
+        )
+    return merged
+
+
 def frame_check(rule: str, expr: pl.Expr) -> pa.Check:
     """A row-wise Polars rule as a Pandera check named ``rule`` (the name users see in failures)."""
 
@@ -99,3 +121,20 @@ def failures_by_day(failures: pl.DataFrame) -> pl.DataFrame:
         .agg(failing_rows=pl.col(ROW).n_unique().cast(pl.Int64))
         .sort("market", "symbol", "date")
     )
+
+
+def describe_schema_case(case: dict[str, object], key_columns: tuple[str, ...] | list[str]) -> str | None:
+    """A Pandera schema failure case (nulls, duplicate keys, columns, dtypes) in words, or None if it is
+    not one of those: every table's checks name these the same way in the UI."""
+    check, column, found = str(case["check"]), case["column"], case["failure_case"]
+    if check == "not_nullable":
+        return f"{column} is null"
+    if check == "multiple_fields_uniqueness":
+        return f"duplicate key ({', '.join(key_columns)})"
+    if check == "column_in_schema":
+        return f"unexpected column {found}"
+    if check == "column_in_dataframe":
+        return f"missing column {found}"
+    if check.startswith("dtype("):
+        return f"{column} has dtype {found}, expected {check[len('dtype(') : -1].strip(chr(39))}"
+    return None

@@ -36,9 +36,11 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from lakehouse_assets.instruments import DEFAULT_SYMBOLS, MARKETS, parse_instrument, parse_universe
+from lakehouse_assets.instruments import DEFAULT_SYMBOLS, MARKETS, parse_instrument
+from lakehouse_assets.klines.memory import DEFAULT_RUN_MEMORY_MIB, MIN_RUN_MEMORY_MIB
 from lakehouse_assets.lake.store import DEFAULT_STORAGE
 from lakehouse_assets.redact import MASK, redact_url, url_host
+from lakehouse_assets.universe.selection import parse_spec
 
 __all__ = [
     "ConfigError",
@@ -302,14 +304,41 @@ def intervals(*, allow_source: bool) -> Parser:
 
 
 def universe() -> Parser:
-    def parse(text: str) -> list[Any]:
+    """The grammar of ``universe/selection.py``: exact entries, market:PATTERN globs, !exclusions, !leveraged."""
+
+    def parse(text: str) -> Any:
         try:
-            return parse_universe(text)
+            return parse_spec(text)
         except ValueError as exc:
             raise Invalid(
                 f"{exc}; a universe is comma-separated market:SYMBOL entries (market {', '.join(MARKETS)}), "
-                "e.g. 'spot:BTCUSDT,um:BTCUSDT'"
+                "market:PATTERN globs (* and ?) and !exclusions, e.g. 'um:BTCUSDT,spot:*USDT,!leveraged'"
             ) from None
+
+    return parse
+
+
+def weight_limits() -> Parser:
+    """``spot=6000,um=2400,cm=2400``: the rules of ``exchange.weight_budget.parse_weight_limits``."""
+
+    def parse(text: str) -> dict[str, int]:
+        from lakehouse_assets.exchange.weight_budget import parse_weight_limits
+
+        try:
+            return parse_weight_limits(text)
+        except ValueError as exc:
+            raise Invalid(str(exc)) from None
+
+    return parse
+
+
+def local_dir() -> Parser:
+    """A local directory path (file locks need a local filesystem, or NFS with working locks)."""
+
+    def parse(text: str) -> str:
+        if "://" in text:
+            raise Invalid("expected a local directory path, e.g. /var/lib/lakehouse/state (not a URL)")
+        return text
 
     return parse
 
@@ -414,12 +443,26 @@ declare("LAKEHOUSE_ARCHIVE_URL", "https://data.binance.vision", url("https", "ht
         "base of the Binance archive or a mirror with its layout (https://, http:// or file:///path)", show=_show_url)
 declare("LAKEHOUSE_ARCHIVE_LISTING_URL", "https://s3-ap-northeast-1.amazonaws.com/data.binance.vision",
         url("https", "http", "file"), "S3 list API of the archive's bucket (ListBucketResult XML), or file:///path of a "
-        "mirror whose directory tree is listed", show=_show_url)
+        "mirror whose directory tree is listed; left at this default while LAKEHOUSE_ARCHIVE_URL is a mirror, the "
+        "mirror itself is listed", show=_show_url)
 declare("LAKEHOUSE_SYMBOLS", DEFAULT_SYMBOLS, universe(),
-        "the universe: market:SYMBOL comma-separated, market spot, um or cm; a bare SYMBOL means spot",
+        "the universe, comma-separated: market:SYMBOL (market spot, um or cm; a bare SYMBOL means spot), "
+        "market:PATTERN (glob * ?, e.g. um:*USDT), !exclusions (!spot:*DOWNUSDT, !leveraged); patterns and "
+        "listing days come from silver/instruments",
         empty_is_error=True)
+declare("LAKEHOUSE_RELIST_GAP_DAYS", "14", integer(1, 366, unit="days"),
+        "silver/instruments: a run of at least this many days without an archive file ends a trading period "
+        "(a relisting starts a new one); shorter holes are files Binance missed")
 declare("LAKEHOUSE_START_DATE", "2020-01-01", past_day(), "first daily partition (UTC), YYYY-MM-DD, not in the future")
 declare("LAKEHOUSE_DAYS_PER_RUN", "31", integer(1), "days one backfill run processes")
+declare("LAKEHOUSE_RUN_MEMORY_MIB", str(DEFAULT_RUN_MEMORY_MIB), integer(MIN_RUN_MEMORY_MIB, unit="MiB"),
+        "peak memory of one run: steps process and write their instrument-days in chunks that fit (README, "
+        "Bounded memory); the minimum is the process plus one instrument-day")
+declare("LAKEHOUSE_STATE_DIR", None, local_dir(),
+        "directory of state shared by every process of the machine (the REST weight budget); unset = "
+        "$DAGSTER_HOME/lakehouse_state, else a per-user directory in the system temp dir")
+declare("LAKEHOUSE_ARCHIVE_CONCURRENCY", "8", integer(1, 64),
+        "parallel archive downloads per run, and keep-alive connections per archive host")
 
 # HTTP deadlines (http_transfer.py): every transfer has a connect and a read timeout and a total deadline.
 declare("LAKEHOUSE_HTTP_CONNECT_TIMEOUT_SECONDS", "10", number(0, 3600, low_open=True, unit="seconds"),
@@ -472,6 +515,11 @@ declare("LAKEHOUSE_REST_KLINE_API", "auto", choice("auto", "ohlcv"),
         "auto (raw kline endpoints on Binance-family exchanges) or ohlcv (always fetch_ohlcv)")
 declare("LAKEHOUSE_REST_PAGE_LIMIT", "1000", integer(1, 1500),
         "candles per REST request (Binance max: spot 1000, futures 1500)")
+declare("LAKEHOUSE_REST_WEIGHT_LIMITS", "spot=6000,um=2400,cm=2400", weight_limits(),
+        "request-weight limit per minute and IP of each market's REST host (exchangeInfo rateLimits REQUEST_WEIGHT)")
+declare("LAKEHOUSE_REST_WEIGHT_BUDGET", "0.8", number(0, 1, low_open=True),
+        "share of each limit that all runs of this machine together may use; past it every process waits "
+        "for the next minute")
 
 # Sensors, schedules, automation, alerts.
 declare("LAKEHOUSE_ARCHIVE_SENSOR_DAYS", "3", integer(1, 366), "days klines_archive_sensor watches")
@@ -481,6 +529,8 @@ declare("LAKEHOUSE_AUTOMATION_LOOKBACK_DAYS", "62", integer(1, 3660),
         "days within which lakehouse_automation re-materializes partitions whose inputs changed")
 declare("LAKEHOUSE_DAILY_CRON", "15 0 * * *", cron(), "schedule of lakehouse_daily (UTC)")
 declare("LAKEHOUSE_TODAY_CRON", "5 * * * *", cron(), "schedule of lakehouse_today (UTC)")
+declare("LAKEHOUSE_EXCHANGE_INFO_CRON", "10 0 * * *", cron(),
+        "schedule of exchange_info_daily (UTC): today's bronze/exchange_info, the exchange's instrument lists")
 declare("LAKEHOUSE_FRESHNESS_MAX_AGE_HOURS", "36", number(0, 8760, low_open=True, unit="hours"),
         "freshness check: WARN when an instrument's newest candle is older")
 declare("LAKEHOUSE_ALERT_WEBHOOK_URL", None, url("https", "http"),

@@ -11,6 +11,8 @@ pipeline test therefore fails when the shipped wiring breaks, not only when an a
   ``[start, end]`` as ONE run carrying the range tags, the way a backfill run executes.
 * ``materialize(keys, ...)`` runs assets no job targets (``gold/funding_features``, one asset alone)
   the way ``lakehouse_automation`` and the asset page launch them: the implicit asset job, subset.
+* COIN-M contract sizes come from bronze/exchange_info in the lake: ``run_*`` and ``materialize`` first
+  materialize it for cm (``seed_exchange_info``) when the universe names COIN-M and the lake has no answer.
 * ``automation_defs(res)`` is what ``lakehouse_automation`` evaluates: its default condition on
   every asset it targets.
 
@@ -29,7 +31,7 @@ import dagster as dg
 import polars as pl
 
 from lakehouse_assets.definitions import defs as SHIPPED
-from lakehouse_assets.defs.common.keys import GOLD_FUNDING, KLINE_GAPS, KLINES_FILLED
+from lakehouse_assets.defs.common.keys import BRONZE_EXCHANGE_INFO, GOLD_FUNDING, KLINE_GAPS, KLINES_FILLED
 from lakehouse_assets.defs.operations import lakehouse_automation
 from lakehouse_assets.defs.resources import (
     BinanceArchiveResource,
@@ -37,6 +39,7 @@ from lakehouse_assets.defs.resources import (
     FundingResource,
     GoldResource,
     LakeDuckDBResource,
+    RunMemoryResource,
     UniverseResource,
 )
 from lakehouse_assets.lake.io_manager import HiveParquetIOManager, LakeResource, LakeS3Resource
@@ -85,9 +88,12 @@ def resources(
         "s3": lake.s3,
         "io_manager": HiveParquetIOManager(lake=lake),
         "duckdb": LakeDuckDBResource(lake=lake),
-        "archive": BinanceArchiveResource(base_url=archive_url, backoff_seconds=0.01, max_attempts=3),
-        "universe": UniverseResource(symbols=symbols),
+        "archive": BinanceArchiveResource(
+            base_url=archive_url, listing_url=archive_url, backoff_seconds=0.01, max_attempts=3
+        ),  # the stand-in answers the S3 list API at its root; a file:// mirror lists its tree
+        "universe": UniverseResource(symbols=symbols, lake=lake),  # silver/instruments of the test lake, if any
         "gold": GoldResource(),
+        "run_memory": RunMemoryResource(),
         "funding": FundingResource(rate_caps=rate_caps),
         "binance_rest": BinanceRestResource(
             enabled=rest_enabled, base_url=rest_url or NO_REST, **{**rest, **rest_options}
@@ -157,7 +163,10 @@ def run_job(
     name: str, res: Mapping[str, Any], start: str, end: str | None, instance: dg.DagsterInstance, **kw: Any
 ) -> dg.ExecuteInProcessResult:
     """One run of the project's job ``name``: day ``start`` if ``end`` is None, else ``[start, end]`` as one
-    range run (range tags, even for a single day). ``kw``: run_config, tags, raise_on_error."""
+    range run (range tags, even for a single day). ``kw``: run_config, tags, raise_on_error, and
+    ``seed_exchange_info=False`` to skip ``seed_exchange_info``."""
+    if kw.pop("seed_exchange_info", True):
+        seed_exchange_info(res)
     return _execute(project_defs(res).resolve_job_def(name), start, end, instance, **kw)
 
 
@@ -191,8 +200,33 @@ def materialize(
 ) -> dg.ExecuteInProcessResult:
     """Only ``keys`` (their inputs are read from the lake), as ``lakehouse_automation`` and the asset page
     launch them: the project's implicit asset job, subset to those assets (and their checks)."""
+    if kw.pop("seed_exchange_info", True) and BRONZE_EXCHANGE_INFO not in keys:
+        seed_exchange_info(res)
     job = project_defs(res).resolve_implicit_global_asset_job_def()
     return _execute(job, start, end, instance, asset_selection=list(keys), **kw)
+
+
+def seed_exchange_info(res: Mapping[str, Any]) -> None:
+    """COIN-M klines take their contract sizes from bronze/exchange_info in the lake. When the universe names a
+    cm instrument and the test lake holds no COIN-M answer yet, materialize today's bronze/exchange_info for cm
+    first, as a deployment would, against a REST stand-in of its own serving the bundled (SYNTHETIC) COIN-M
+    answer, on a throw-away instance (the test's instance and REST server see no extra run or request)."""
+    from lakehouse_assets.universe.exchange_info_bronze import answer_days, utc_today
+    from lakehouse_assets_tests.samples import SAMPLE_DATA
+    from lakehouse_dev.fakes.rest_server import BinanceRestServer
+
+    if "cm:" not in res["universe"].symbols.lower() or answer_days(res["lake"].store(), "cm"):
+        return
+    with BinanceRestServer(SAMPLE_DATA) as rest:
+        seeded = {
+            **res,
+            "universe": UniverseResource(symbols="cm:BTCUSD_PERP"),  # the answer is per market: any cm entry
+            "binance_rest": BinanceRestResource(base_url=rest.base_url, backoff_seconds=0.01, max_attempts=3),
+        }
+        job = project_defs(seeded).resolve_implicit_global_asset_job_def()
+        result = _execute(job, utc_today().isoformat(), None, dg.DagsterInstance.ephemeral(),
+                          asset_selection=[BRONZE_EXCHANGE_INFO], raise_on_error=False)  # fmt: skip
+    assert result.success, f"seeding bronze/exchange_info failed:\n{failure_text(result)}"
 
 
 def run_funding_features(res: Mapping[str, Any], start: str, end: str | None, instance: dg.DagsterInstance, **kw: Any):

@@ -8,6 +8,7 @@ themselves are never modified.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import shutil
@@ -20,6 +21,7 @@ import numpy as np
 import polars as pl
 import talib
 
+from lakehouse_assets.exchange.exchange_info import parse_exchange_info
 from lakehouse_assets.funding.parse import parse_funding_month_zip
 from lakehouse_assets.funding.transforms import snap_events
 from lakehouse_assets.instruments import Instrument
@@ -31,6 +33,9 @@ REPO = Path(__file__).resolve().parent.parent
 SAMPLE_DATA = Path(__file__).parent / "data" / "binance"
 #: Binance's own ``data/`` tree inside it: ``DATA / "spot/daily/klines/..."``.
 DATA = SAMPLE_DATA / "data"
+#: Binance exchangeInfo answers (real spot 2023, USD-M 2021, COIN-M 2020; a SYNTHETIC COIN-M one): PROVENANCE.md.
+API = SAMPLE_DATA / "api"
+COINM_ANSWER = API / "SYNTHETIC" / "dapi-v1-exchangeInfo.SYNTHETIC.json"
 
 #: First open and last close of each real spot BTCUSDT 1m day (from Binance's files).
 SPOT_OPEN_CLOSE = {
@@ -62,14 +67,31 @@ def archive_path(instrument: Instrument, interval: str, day: date, suffix: str) 
     return DATA / (relative.removesuffix(".zip") + suffix)
 
 
+def contract_size(instrument: Instrument) -> float | None:
+    """A COIN-M contract's USD size as the lake of a pipeline test knows it: from the COIN-M exchangeInfo answer
+    the REST stand-in serves and the harness stores in bronze (SYNTHETIC, built from the real 2020 answer: see
+    PROVENANCE.md); None for spot and USD-M."""
+    if instrument.market != "cm":
+        return None
+    return _coinm_sizes()[instrument.symbol]
+
+
+@functools.cache
+def _coinm_sizes() -> dict[str, float]:
+    answer = parse_exchange_info(COINM_ANSWER.read_bytes(), market="cm", source=str(COINM_ANSWER))
+    return dict(answer.select("symbol", "contract_size").iter_rows())
+
+
 def parse_real(instrument: Instrument, interval: str, day: date) -> ParsedKlines:
     """Parse the real file for (instrument, interval, day), zip or CSV-only copy."""
     zipped = archive_path(instrument, interval, day, ".zip")
+    size = contract_size(instrument)
     if zipped.exists():
         return parse_klines_zip(zipped.read_bytes(), instrument=instrument, interval=interval, day=day,
-                                file_name=zipped.name)  # fmt: skip
+                                file_name=zipped.name, contract_size=size)  # fmt: skip
     csv = archive_path(instrument, interval, day, ".csv")
-    return parse_klines_csv(csv.read_bytes(), instrument=instrument, interval=interval, day=day, file_name=csv.name)
+    return parse_klines_csv(csv.read_bytes(), instrument=instrument, interval=interval, day=day, file_name=csv.name,
+                            contract_size=size)  # fmt: skip
 
 
 def real_day(instrument: Instrument, day: date, interval: str = "1m") -> pl.DataFrame:

@@ -15,6 +15,10 @@ Why this exists instead of a bare ``requests.get``:
   overrun is transient like any timeout, and the final error names the URL and the time spent.
 * A mirror URL may carry credentials (``http://user:pass@mirror``): the real URL is used for the
   request only; every message, log line and ``public_url`` is redacted (``redact``).
+* At universe scale a backfill downloads thousands of small files: a TCP (and TLS) handshake per
+  file would cost more than the file. All threads of one client share one keep-alive connection
+  pool of ``concurrency`` connections per host (``LAKEHOUSE_ARCHIVE_CONCURRENCY``), which is also
+  the hard cap on parallel transfers: a thread beyond it waits for a free connection.
 
 No Dagster imports: retries are logged through ``logging`` (logger ``lakehouse.archive``),
 which Dagster captures.
@@ -40,6 +44,7 @@ from lakehouse_assets.http_transfer import (
     DEFAULT_CONNECT_TIMEOUT_SECONDS,
     DeadlineSession,
     TransferDeadlineExceeded,
+    pooled_adapter,
     validate_timeouts,
 )
 from lakehouse_assets.redact import redact_text, redact_url
@@ -57,6 +62,10 @@ logger = logging.getLogger("lakehouse.archive")
 DEFAULT_BASE_URL: Final = "https://data.binance.vision"
 #: Total time for one transfer: a 70 KB daily zip needs >= 400 B/s, a 5 MB monthly zip >= 28 KB/s.
 DEFAULT_DEADLINE_SECONDS: Final = 180.0
+#: Parallel transfers (and pooled keep-alive connections per host) of one client.
+DEFAULT_CONCURRENCY: Final = 8
+#: Beyond this a mirror or CloudFront sees a burst that looks like abuse, and 2 cores cannot parse faster anyway.
+MAX_CONCURRENCY: Final = 64
 
 #: Statuses worth retrying: server trouble and throttling (418 = Binance's "you were warned").
 RETRYABLE_STATUSES: Final = frozenset({408, 418, 429, 500, 502, 503, 504})
@@ -185,7 +194,9 @@ class ArchiveClient:
 
     ``sleep`` and ``rng`` are plain attributes so tests can make backoff instantaneous and
     deterministic. One ``requests.Session`` per thread (``threading.local``) because Session is
-    not documented as thread-safe and bronze fetches from a ThreadPoolExecutor.
+    not documented as thread-safe and bronze fetches from a ThreadPoolExecutor; every session
+    mounts the client's one connection pool (``concurrency`` keep-alive connections per host), so
+    connections are reused across threads and across thread pools for the client's lifetime.
     """
 
     def __init__(
@@ -200,9 +211,12 @@ class ArchiveClient:
         max_backoff_seconds: float = 20.0,
         max_retry_after_seconds: float = 300.0,
         user_agent: str = "lakehouse-assets/0.1 (+archive_client)",
+        concurrency: int = DEFAULT_CONCURRENCY,
     ) -> None:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or not 1 <= concurrency <= MAX_CONCURRENCY:
+            raise ValueError(f"archive concurrency must be an integer between 1 and {MAX_CONCURRENCY}, got {concurrency!r}")
         validate_timeouts(connect=connect_timeout, read=timeout, deadline=deadline_seconds, what="archive client")
         parsed = urllib.parse.urlsplit(base_url)
         if parsed.scheme not in ("http", "https", "file"):
@@ -221,6 +235,7 @@ class ArchiveClient:
         self.max_backoff_seconds = max_backoff_seconds
         self.max_retry_after_seconds = max_retry_after_seconds
         self.user_agent = user_agent
+        self.concurrency = concurrency
         # A loopback mirror must never be sent through an HTTP(S)_PROXY from the environment.
         self._trust_env = (parsed.hostname or "") not in _LOOPBACK_HOSTS
         self.sleep: Callable[[float], None] = time.sleep
@@ -228,6 +243,7 @@ class ArchiveClient:
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
         self._sessions_lock = threading.Lock()
+        self._pool = pooled_adapter(pool_maxsize=concurrency, pool_block=True)
 
     # ------------------------------------------------------------------ public API
 
@@ -299,11 +315,12 @@ class ArchiveClient:
         return headers
 
     def close(self) -> None:
-        """Close every per-thread session (their pooled sockets)."""
+        """Close every per-thread session and the pooled sockets they share."""
         with self._sessions_lock:
             sessions, self._sessions = self._sessions, []
         for session in sessions:
             session.close()
+        self._pool.close()
         self._local = threading.local()
 
     def __enter__(self) -> ArchiveClient:
@@ -315,7 +332,8 @@ class ArchiveClient:
     def __repr__(self) -> str:
         return (
             f"ArchiveClient({redact_url(self.base_url)!r}, timeout={self.timeout}, "
-            f"deadline_seconds={self.deadline_seconds}, max_attempts={self.max_attempts})"
+            f"deadline_seconds={self.deadline_seconds}, max_attempts={self.max_attempts}, "
+            f"concurrency={self.concurrency})"
         )
 
     # ------------------------------------------------------------------ retry loop
@@ -384,7 +402,7 @@ class ArchiveClient:
                 connect_timeout=self.connect_timeout,
                 read_timeout=self.timeout,
                 deadline_seconds=self.deadline_seconds,
-                pool_maxsize=4,
+                adapter=self._pool,
             )
             session.trust_env = self._trust_env
             session.headers.update(

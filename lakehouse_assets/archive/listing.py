@@ -165,20 +165,27 @@ class ArchiveListing:
         prefix = f"{_market_root(market)}/{period}/{data_type}/"
         return [d[len(prefix) :].rstrip(_DELIMITER) for d in self.list_dirs(prefix)]
 
-    def kline_files(self, market: str, symbol: str, interval: str = "1m", period: Period = "daily") -> list[KlineFile]:
+    def kline_files(
+        self, market: str, symbol: str, interval: str = "1m", period: Period = "daily", *, within: str = ""
+    ) -> list[KlineFile]:
         """The published kline zips of one symbol and interval, oldest first, each with its CHECKSUM sibling.
 
         Names that do not follow Binance's ``<SYM>-<interval>-<YYYY-MM[-DD]>.zip`` are left out: a
-        planner must never request a file whose period it cannot tell.
+        planner must never request a file whose period it cannot tell. ``within`` narrows the listing
+        to names starting with ``<SYM>-<interval>-<within>`` (``"2024-03"``: that month's daily files,
+        one page instead of the symbol's whole history).
         """
-        prefix = f"{_market_root(market)}/{period}/klines/{symbol}/{interval}/"
+        if within and not re.fullmatch(r"\d{4}(-\d{2}(-\d{2})?)?-?", within):
+            raise ValueError(f"within must be a date prefix like '2024', '2024-03' or '2024-03-', got {within!r}")
+        directory = f"{_market_root(market)}/{period}/klines/{symbol}/{interval}/"
+        prefix = directory + (f"{symbol}-{interval}-{within}" if within else "")
         stamp = r"(\d{4})-(\d{2})-(\d{2})" if period == "daily" else r"(\d{4})-(\d{2})()"
         pattern = re.compile(rf"{re.escape(symbol)}-{re.escape(interval)}-{stamp}\.zip")
         files = self.list_files(prefix)
         by_key = {f.key: f for f in files}
         result: list[KlineFile] = []
         for listed in files:
-            match = pattern.fullmatch(listed.key[len(prefix) :])
+            match = pattern.fullmatch(listed.key[len(directory) :])
             if match is None:
                 continue
             year, month, day = match.groups()

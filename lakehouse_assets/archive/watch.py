@@ -3,16 +3,18 @@
 Why a separate, Dagster-free module: the decision "which days need a bronze run now" must be cheap,
 idempotent and testable without a daemon. Each sensor tick
 
-1. fingerprints every (instrument, day) file of the last few days: the sha256 in the published
-   ``.CHECKSUM`` (about 100 bytes to fetch), or, where none is published, the zip's HEAD headers
-   (ETag / Last-Modified / Content-Length); ``None`` when the file is not there yet (404);
+1. lists the archive's bucket once per instrument and feed prefix (``listing_probe``: the daily 1m
+   files of a month are one page), never asking for a file itself, and fingerprints every
+   (instrument, day) file of the last few days from its listing entry: the zip's and its
+   CHECKSUM's size, ETag and Last-Modified; ``None`` when the listing does not hold it (yet);
 2. compares the fingerprints of each day with the ones recorded in the cursor;
 3. asks for one bronze run per day whose set of files changed: a file appeared (late arrival) or
-   its sha256 changed (Binance re-published it). The run key is ``<feed>:<day>:<digest>``, so the
-   same state never triggers twice, and a new state always does.
+   its entry changed (Binance re-published it). The run key is ``<feed>:<day>:<digest>``, so the
+   same state never triggers twice, and a new state always does. Bronze then re-downloads exactly
+   the files whose entry changed (``download.store_listed``).
 
-A probe that fails (network trouble after the client's retries) never triggers a run and never
-erases what the cursor knew; the day is simply looked at again on the next tick.
+A listing that fails (network trouble after the client's retries, a malformed page) never triggers
+a run and never erases what the cursor knew; its days are simply looked at again on the next tick.
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-from lakehouse_assets.archive.client import ArchiveClient, ArchiveFetchError, ArchiveNotFound, parse_checksum
+from lakehouse_assets.archive.client import ArchiveFetchError, ArchiveNotFound
+from lakehouse_assets.archive.listing import ArchiveListing, ListedFile, ListingError
 from lakehouse_assets.instruments import Instrument
 from lakehouse_assets.redact import redact_text
 
-CURSOR_VERSION = 1
+#: 2: fingerprints come from the listing (1: from CHECKSUM/HEAD probes); an older cursor starts fresh.
+CURSOR_VERSION = 2
 
 #: Returns the fingerprint of one archive path, None if it is not published (yet).
 Probe = Callable[[str], str | None]
@@ -40,12 +44,20 @@ class ArchiveFeed:
 
     ``path_for`` maps (instrument, day) to the archive path of the file holding that day. For a
     monthly archive several days map to the same path; a change of that file re-requests every
-    watched day it covers.
+    watched day it covers. ``listing_prefix`` maps them to the S3 prefix listed to find that file
+    (default: its directory); a narrower one (``.../BTCUSDT-1m-2024-03``) keeps a symbol with years
+    of daily files to one listing page per tick.
     """
 
     name: str
     path_for: Callable[[Instrument, date], str]
     lookback_days: int = 3
+    listing_prefix: Callable[[Instrument, date], str] | None = None
+
+    def prefix_for(self, instrument: Instrument, day: date) -> str:
+        if self.listing_prefix is not None:
+            return self.listing_prefix(instrument, day)
+        return self.path_for(instrument, day).rsplit("/", 1)[0] + "/"
 
 
 @dataclass(frozen=True)
@@ -67,20 +79,44 @@ class WatchResult:
     days_without_files: list[date] = field(default_factory=list)
 
 
-def fingerprint(client: ArchiveClient, path: str) -> str | None:
-    """``sha256:<hex>`` from the published CHECKSUM, else the HEAD headers of the file, else None (404)."""
-    raw = client.fetch_optional(path + ".CHECKSUM")
-    if raw is not None:
+def _entry_text(listed: ListedFile) -> str:
+    return f"{listed.size}|{listed.etag or ''}|{listed.last_modified.isoformat(timespec='milliseconds')}"
+
+
+def listed_fingerprint(listed: ListedFile, checksum: ListedFile | None) -> str:
+    """``listing:<size>|<etag>|<last-modified>`` of the zip, and of its CHECKSUM when one is listed."""
+    text = "listing:" + _entry_text(listed)
+    return text + (";checksum:" + _entry_text(checksum) if checksum is not None else "")
+
+
+def listing_probe(listing: ArchiveListing, prefixes: Iterable[str], max_workers: int = 8) -> Probe:
+    """List each prefix once (in parallel), then answer every path from those listings.
+
+    The probe returns None for a path its prefix's listing does not hold, and raises the prefix's
+    :class:`ListingError` for a path under a prefix that could not be listed (``probe_all`` turns it
+    into a probe error: the day waits for the next tick).
+    """
+    unique = sorted(set(prefixes))
+
+    def run(prefix: str) -> tuple[str, list[ListedFile] | ListingError]:
         try:
-            return "sha256:" + parse_checksum(raw, expected_name=path.rsplit("/", 1)[-1])
-        except ValueError:
-            pass  # a malformed CHECKSUM is bronze's problem to report; fingerprint the zip instead
-    headers = client.head(path)
-    if headers is None:
-        return None
-    lowered = {k.lower(): v for k, v in headers.items()}
-    parts = [lowered.get("etag", ""), lowered.get("last-modified", ""), lowered.get("content-length", "")]
-    return "head:" + "|".join(parts)
+            return prefix, listing.list_files(prefix)
+        except ListingError as exc:
+            return prefix, exc
+
+    with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(unique) or 1))) as pool:
+        answers = list(pool.map(run, unique))
+    files = {f.key: f for _, listed in answers if not isinstance(listed, ListingError) for f in listed}
+    failed = [(prefix, listed) for prefix, listed in answers if isinstance(listed, ListingError)]
+
+    def probe(path: str) -> str | None:
+        for prefix, error in failed:
+            if path.startswith(prefix):
+                raise error
+        listed = files.get(path)
+        return None if listed is None else listed_fingerprint(listed, files.get(path + ".CHECKSUM"))
+
+    return probe
 
 
 def watched_days(latest: date, lookback_days: int, start: date) -> list[date]:
@@ -120,7 +156,7 @@ def probe_all(paths: Iterable[str], probe: Probe, max_workers: int = 8) -> tuple
             return path, probe(path), None
         except ArchiveNotFound:
             return path, None, None
-        except (ArchiveFetchError, OSError, ValueError) as exc:
+        except (ArchiveFetchError, ListingError, OSError, ValueError) as exc:
             return path, None, redact_text(f"{type(exc).__name__}: {exc}")
 
     with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(unique) or 1))) as pool:

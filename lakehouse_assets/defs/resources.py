@@ -15,8 +15,10 @@ lake is ``LakeDuckDBResource``, a dagster-duckdb ``DuckDBResource``.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -27,16 +29,30 @@ from pydantic import Field
 
 from lakehouse_assets import settings
 from lakehouse_assets.archive.client import ArchiveClient
+from lakehouse_assets.archive.listing import DEFAULT_LISTING_URL, ArchiveListing
 from lakehouse_assets.archive.zip_limits import MIB, ZipLimits
 from lakehouse_assets.defs.common.retries import checked
+from lakehouse_assets.exchange.weight_budget import BudgetConfig, default_state_dir
 from lakehouse_assets.instruments import DEFAULT_SYMBOLS, Instrument
+from lakehouse_assets.klines.memory import DEFAULT_RUN_MEMORY_MIB
 from lakehouse_assets.lake import sql
+from lakehouse_assets.lake.chunks import MemoryModel
 from lakehouse_assets.lake.io_manager import HiveParquetIOManager, LakeResource, LakeS3Resource
 from lakehouse_assets.lake.store import DEFAULT_STORAGE
+from lakehouse_assets.universe.instruments_table import DEFAULT_RELIST_GAP_DAYS
+from lakehouse_assets.universe.lifecycle import (
+    INSTRUMENTS_TABLE,
+    DailyUniverse,
+    UniverseError,
+    resolve_days,
+    resolve_instruments,
+)
+from lakehouse_assets.universe.selection import UniverseSpec
 
 __all__ = [
     "AlertWebhookResource", "BinanceArchiveResource", "BinanceRestResource", "FundingResource", "GoldResource",
-    "HiveParquetIOManager", "LakeDuckDBResource", "LakeResource", "LakeS3Resource", "UniverseResource",
+    "HiveParquetIOManager", "LakeDuckDBResource", "LakeResource", "LakeS3Resource", "RunMemoryResource",
+    "UniverseResource",
     "checked", "default_resources", "env_flag", "env_or", "lake_resource_from_env", "rest_resource_from_env",
 ]
 
@@ -97,20 +113,33 @@ class BinanceArchiveResource(dg.ConfigurableResource):
     )
     max_attempts: int = 5
     backoff_seconds: float = 0.5
-    max_workers: int = Field(default=8, description="parallel downloads within one run")
+    max_workers: int = Field(
+        default=8,
+        description="LAKEHOUSE_ARCHIVE_CONCURRENCY: parallel downloads within one run, and the client's keep-alive "
+        "connections per archive host (a hard cap: a download beyond it waits for a free connection)",
+    )
     zip_max_member_mib: int = Field(
         default=256, description="LAKEHOUSE_ZIP_MAX_MEMBER_MIB: largest uncompressed size of one zip member"
     )
     zip_max_entries: int = Field(default=4, description="LAKEHOUSE_ZIP_MAX_ENTRIES: most entries a zip may list")
+    listing_url: str = Field(
+        default=DEFAULT_LISTING_URL,
+        description="LAKEHOUSE_ARCHIVE_LISTING_URL: the bucket's S3 list API, or file:///path of a mirror (its tree)",
+    )
 
-    def zip_limits(self) -> ZipLimits:
-        """How far a stored archive zip may inflate when silver reads it (a bomb is refused, not inflated)."""
-        return ZipLimits(max_member_bytes=self.zip_max_member_mib * MIB, max_entries=self.zip_max_entries)
+    def resolved_listing_url(self) -> str:
+        """``listing_url``; left at its default while ``base_url`` is a mirror, the mirror itself (a file://
+        tree, or a stand-in answering the list API): downloads are never planned from another source's listing."""
+        if self.listing_url == DEFAULT_LISTING_URL and self.base_url.rstrip("/") != DEFAULT_ARCHIVE_URL:
+            return self.base_url
+        return self.listing_url
 
-    def client(self) -> ArchiveClient:
-        checked("LAKEHOUSE_ARCHIVE_URL", self.base_url)
-        return ArchiveClient(
-            self.base_url,
+    def listing(self) -> ArchiveListing:
+        """The archive's bucket listing (same timeouts, deadline and attempts as the downloads)."""
+        url = self.resolved_listing_url()
+        checked("LAKEHOUSE_ARCHIVE_LISTING_URL", url)
+        return ArchiveListing(
+            url,
             timeout=self.timeout_seconds,
             connect_timeout=self.connect_timeout_seconds,
             deadline_seconds=self.deadline_seconds,
@@ -118,14 +147,69 @@ class BinanceArchiveResource(dg.ConfigurableResource):
             backoff_seconds=self.backoff_seconds,
         )
 
+    def zip_limits(self) -> ZipLimits:
+        """How far a stored archive zip may inflate when silver reads it (a bomb is refused, not inflated)."""
+        return ZipLimits(max_member_bytes=self.zip_max_member_mib * MIB, max_entries=self.zip_max_entries)
+
+    def client(self) -> ArchiveClient:
+        checked("LAKEHOUSE_ARCHIVE_URL", self.base_url)
+        checked("LAKEHOUSE_ARCHIVE_CONCURRENCY", str(self.max_workers))
+        return ArchiveClient(
+            self.base_url,
+            timeout=self.timeout_seconds,
+            connect_timeout=self.connect_timeout_seconds,
+            deadline_seconds=self.deadline_seconds,
+            max_attempts=self.max_attempts,
+            backoff_seconds=self.backoff_seconds,
+            concurrency=self.max_workers,
+        )
+
 
 class UniverseResource(dg.ConfigurableResource):
-    """The configured symbol universe, ``market:SYMBOL`` comma-separated (market: spot, um, cm)."""
+    """The configured universe (``LAKEHOUSE_SYMBOLS``: exact ``market:SYMBOL`` entries, patterns such as
+    ``um:*USDT``, exclusions such as ``!leveraged``; README "Choosing the universe"), point in time.
+
+    Patterns, and the listing/delisting days of every instrument, come from ``silver/instruments`` in
+    ``lake``; without that table (or without ``lake``) exact entries are expected every day, as before.
+    """
 
     symbols: str = Field(default=DEFAULT_SYMBOLS, description="LAKEHOUSE_SYMBOLS")
+    relist_gap_days: int = Field(
+        default=DEFAULT_RELIST_GAP_DAYS,
+        description="LAKEHOUSE_RELIST_GAP_DAYS: silver/instruments ends a trading period at a run of at least this "
+        "many days without an archive file (shorter holes are missed files, not delistings)",
+    )
+    lake: LakeResource | None = Field(
+        default=None,
+        description="the lake holding silver/instruments (patterns, listing and delisting days); unset = no "
+        "instruments table: exact entries only, each expected every day",
+    )
+
+    def spec(self) -> UniverseSpec:
+        return checked("LAKEHOUSE_SYMBOLS", self.symbols)
+
+    def table(self) -> pl.DataFrame | None:
+        """silver/instruments as stored in the lake, None when absent (never materialized, or no lake)."""
+        return None if self.lake is None else self.lake.read_table(INSTRUMENTS_TABLE)
+
+    def _failure(self, exc: UniverseError) -> dg.Failure:
+        return dg.Failure(description=f"LAKEHOUSE_SYMBOLS={self.symbols.strip()!r}: {exc}", allow_retries=False)
 
     def instruments(self) -> list[Instrument]:
-        return checked("LAKEHOUSE_SYMBOLS", self.symbols)
+        """Every instrument of the universe, whatever the day (exact entries need no table)."""
+        spec = self.spec()
+        try:
+            return resolve_instruments(spec, None if spec.is_exact else self.table())
+        except UniverseError as exc:
+            raise self._failure(exc) from exc
+
+    def daily(self, days: Sequence[date]) -> DailyUniverse:
+        """Which instruments are expected on each of ``days``, and why the others are not (one table read)."""
+        spec = self.spec()
+        try:
+            return resolve_days(spec, self.table(), days)
+        except UniverseError as exc:
+            raise self._failure(exc) from exc
 
 
 def env_flag(name: str, default: bool) -> bool:
@@ -182,6 +266,20 @@ class BinanceRestResource(dg.ConfigurableResource):
     rate_limit_ms: int | None = Field(
         default=None, description="ccxt rateLimit (ms between request-weight units); unset = ccxt's value for the exchange"
     )
+    weight_limits: str = Field(
+        default="spot=6000,um=2400,cm=2400",
+        description="LAKEHOUSE_REST_WEIGHT_LIMITS: request-weight limit per minute and IP of each market's REST host",
+    )
+    weight_budget: float = Field(
+        default=0.8,
+        description="LAKEHOUSE_REST_WEIGHT_BUDGET: share of each limit all runs of this machine together may use "
+        "(one budget per REST host, shared through file-locked state); past it every process waits for the next minute",
+    )
+    state_dir: str | None = Field(
+        default=None,
+        description="LAKEHOUSE_STATE_DIR: where the shared weight budget lives; unset = $DAGSTER_HOME/lakehouse_state "
+        "(else a per-user temp directory)",
+    )
 
     def settings(self) -> Any:
         from lakehouse_assets.klines.rest import RestSettings
@@ -196,10 +294,18 @@ class BinanceRestResource(dg.ConfigurableResource):
             ("LAKEHOUSE_REST_EXCHANGE_CM", self.exchange_cm),
             ("LAKEHOUSE_REST_KLINE_API", self.kline_api),
             ("LAKEHOUSE_REST_PAGE_LIMIT", str(self.page_limit)),
+            ("LAKEHOUSE_REST_WEIGHT_BUDGET", str(self.weight_budget)),
+            ("LAKEHOUSE_STATE_DIR", self.state_dir),
         ):
             if value is not None:
                 checked(name, value)
         per_market = {"spot": self.base_url_spot, "um": self.base_url_um, "cm": self.base_url_cm}
+        budget = BudgetConfig(
+            state_dir=Path(self.state_dir) if self.state_dir else default_state_dir(),
+            limits=checked("LAKEHOUSE_REST_WEIGHT_LIMITS", self.weight_limits),
+            fraction=self.weight_budget,
+            max_block_seconds=self.max_retry_wait_seconds,
+        )
         return RestSettings(
             exchanges={"spot": self.exchange_spot, "um": self.exchange_um, "cm": self.exchange_cm},
             base_urls={market: url or self.base_url or None for market, url in per_market.items()},
@@ -212,6 +318,7 @@ class BinanceRestResource(dg.ConfigurableResource):
             max_retry_wait_seconds=self.max_retry_wait_seconds,
             rate_limit_ms=self.rate_limit_ms,
             kline_api=self.kline_api,
+            weight_budget=budget,
         )
 
     def client(self) -> Any:
@@ -254,7 +361,23 @@ def rest_resource_from_env() -> BinanceRestResource:
         timeout_seconds=env_or("LAKEHOUSE_REST_READ_TIMEOUT_SECONDS", 10.0),
         connect_timeout_seconds=env_or("LAKEHOUSE_HTTP_CONNECT_TIMEOUT_SECONDS", 10.0),
         deadline_seconds=env_or("LAKEHOUSE_REST_DEADLINE_SECONDS", 60.0),
+        weight_limits=env_or("LAKEHOUSE_REST_WEIGHT_LIMITS", "spot=6000,um=2400,cm=2400"),
+        weight_budget=env_or("LAKEHOUSE_REST_WEIGHT_BUDGET", 0.8),
+        state_dir=env_or("LAKEHOUSE_STATE_DIR", None),
     )
+
+
+class RunMemoryResource(dg.ConfigurableResource):
+    """How much memory one run may use: steps cut their instrument-days into chunks that fit (README, Bounded memory)."""
+
+    budget_mib: int = Field(
+        default=DEFAULT_RUN_MEMORY_MIB,
+        description="LAKEHOUSE_RUN_MEMORY_MIB: peak memory of one run; the chunk size of each step follows from it",
+    )
+
+    def capacity(self, model: MemoryModel) -> int:
+        """Instrument-days per chunk for a step with this memory model (``klines/memory.py``)."""
+        return model.capacity(checked("LAKEHOUSE_RUN_MEMORY_MIB", str(self.budget_mib)))
 
 
 class GoldResource(dg.ConfigurableResource):
@@ -336,8 +459,15 @@ def default_resources() -> dict[str, Any]:
             deadline_seconds=env_or("LAKEHOUSE_ARCHIVE_DEADLINE_SECONDS", 180.0),
             zip_max_member_mib=env_or("LAKEHOUSE_ZIP_MAX_MEMBER_MIB", 256),
             zip_max_entries=env_or("LAKEHOUSE_ZIP_MAX_ENTRIES", 4),
+            max_workers=env_or("LAKEHOUSE_ARCHIVE_CONCURRENCY", 8),
+            listing_url=env_or("LAKEHOUSE_ARCHIVE_LISTING_URL", DEFAULT_LISTING_URL),
         ),
-        "universe": UniverseResource(symbols=env_or("LAKEHOUSE_SYMBOLS", DEFAULT_SYMBOLS)),
+        "universe": UniverseResource(
+            symbols=env_or("LAKEHOUSE_SYMBOLS", DEFAULT_SYMBOLS),
+            relist_gap_days=env_or("LAKEHOUSE_RELIST_GAP_DAYS", DEFAULT_RELIST_GAP_DAYS),
+            lake=lake,
+        ),
+        "run_memory": RunMemoryResource(budget_mib=env_or("LAKEHOUSE_RUN_MEMORY_MIB", DEFAULT_RUN_MEMORY_MIB)),
         "gold": GoldResource(
             resample_intervals=env_or("LAKEHOUSE_RESAMPLE_INTERVALS", "5m,15m,1h,4h,1d"),
             feature_intervals=env_or("LAKEHOUSE_FEATURE_INTERVALS", "1m,1h,1d"),

@@ -12,6 +12,11 @@ every endpoint (``rebase_urls``; a mirror or a local stand-in). It may carry cre
 used for requests only; ``describe``, every log line and every error message (ccxt's included,
 scrubbed where they leave ccxt) show it redacted.
 
+Request weight (``weight_budget``): with ``ExchangeSettings.weight_budget`` set, every HTTP request
+first takes its Binance weight from a budget shared by all processes of the machine (one file-locked
+state per REST host), and every answer's ``X-MBX-USED-WEIGHT-1M`` and 429/418 ``Retry-After`` feed
+it, so concurrent runs slow down together before the exchange's per-IP limit instead of earning 429s.
+
 One request (``ExchangeClient.call``): 429 and 418 are retried after ``Retry-After`` (or
 exponential backoff); a 418 ban longer than ``max_retry_wait_seconds`` stops at once. Timeouts,
 resets and 5xx are retried. What no retry fixes raises ``RestAccessError`` with what happened and
@@ -32,6 +37,7 @@ from urllib.parse import urlsplit
 
 import ccxt
 
+from lakehouse_assets.exchange.weight_budget import BudgetConfig, WeightBudget, WeightBudgetBlocked
 from lakehouse_assets.http_transfer import (
     DEFAULT_CONNECT_TIMEOUT_SECONDS,
     DeadlineSession,
@@ -93,6 +99,7 @@ class ExchangeSettings:
     backoff_seconds: float = 1.0
     max_retry_wait_seconds: float = 120.0
     rate_limit_ms: int | None = None  # None: ccxt's own value for the exchange
+    weight_budget: BudgetConfig | None = None  # None: no machine-wide weight budget (ccxt's limiter only)
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -114,6 +121,8 @@ class ExchangeClient:
         self._symbols: dict[Instrument, str] = {}
         self._calls = 0  # HTTP requests attempted (each retry counts)
         self._retries = 0
+        #: The machine-wide request-weight budget (None when not configured); its report goes into metadata.
+        self.budget = WeightBudget(settings.weight_budget) if settings.weight_budget is not None else None
 
     @property
     def calls(self) -> int:
@@ -123,6 +132,10 @@ class ExchangeClient:
     @property
     def retries(self) -> int:
         return self._retries
+
+    def weight_report(self) -> dict[str, int | float]:
+        """Weight used, waits and the server's highest used weight, for metadata (empty without a budget)."""
+        return self.budget.report() if self.budget is not None else {}
 
     def exchange_id(self, market: str) -> str:
         return self.settings.exchanges.get(market) or DEFAULT_EXCHANGES[market]
@@ -160,6 +173,7 @@ class ExchangeClient:
         if self.settings.rate_limit_ms is not None:
             config["rateLimit"] = self.settings.rate_limit_ms
         exchange = _with_status_recording(cls)(config)
+        exchange.weight_budget, exchange.weight_market = self.budget, market
         base = self.settings.base_urls.get(market)
         if base:
             exchange.urls["api"] = rebase_urls(exchange.urls["api"], base)
@@ -185,6 +199,10 @@ class ExchangeClient:
             exchange.last_http_status = None
             try:
                 return fn()
+            except WeightBudgetBlocked as exc:  # another request of this machine was told to stop for long
+                if exc.status == 418:
+                    raise RestAccessError(f"{where}: {exc}") from exc
+                raise FetchStopped(str(exc)) from exc
             except ccxt.DDoSProtection as exc:  # 429 / 418 (and ccxt's RateLimitExceeded)
                 status = exchange.last_http_status
                 wait = _retry_after(exchange)
@@ -310,7 +328,8 @@ def rebase_urls(urls: Any, base_url: str) -> Any:
 
 
 def _with_status_recording(cls: type) -> type:
-    """A subclass remembering the HTTP status and URL of the last response (ccxt keeps headers only)."""
+    """A subclass remembering the HTTP status and URL of the last response (ccxt keeps headers only),
+    and taking each request's weight from the shared budget (``weight_budget``) before sending it."""
     cached = _RECORDING.get(cls)
     if cached is None:
 
@@ -318,19 +337,25 @@ def _with_status_recording(cls: type) -> type:
                              response_body: Any, request_headers: Any, request_body: Any) -> Any:
             self.last_http_status = int(code) if code is not None else None
             self.last_request_url = redact_url(url) if isinstance(url, str) else url
+            ticket, self.weight_ticket = self.weight_ticket, None
+            if self.weight_budget is not None and ticket is not None:
+                self.weight_budget.observe(ticket, self.last_http_status, response_headers)
             return cls.on_rest_response(self, code, reason, url, method, response_headers, response_body,
                                         request_headers, request_body)
 
-        def fetch(self: Any, *args: Any, **kwargs: Any) -> Any:
+        def fetch(self: Any, url: str, *args: Any, **kwargs: Any) -> Any:
             # ccxt writes the full request URL (user-info included) into its exception messages.
             try:
-                return cls.fetch(self, *args, **kwargs)
+                if self.weight_budget is not None:
+                    self.weight_ticket = self.weight_budget.acquire(url, self.weight_market)
+                return cls.fetch(self, url, *args, **kwargs)
             except Exception as exc:
                 # The same object, scrubbed in place with its whole cause/context chain: no new context.
                 raise redact_exception(exc)  # noqa: B904
 
         cached = type(cls.__name__, (cls,), {"on_rest_response": on_rest_response, "fetch": fetch,
-                                             "last_http_status": None, "last_request_url": None})
+                                             "last_http_status": None, "last_request_url": None,
+                                             "weight_budget": None, "weight_market": "spot", "weight_ticket": None})
         _RECORDING[cls] = cached
     return cached
 

@@ -95,11 +95,19 @@ def ingest_funding(
     today: date | None = None,
     max_workers: int = 4,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    expected: Callable[[Instrument, date], bool] | None = None,
 ) -> tuple[pl.DataFrame, FundingIngestStats]:
+    """``expected(instrument, day)``: whether the instrument traded that day (the point-in-time universe;
+    None: every day). A day it did not trade gets no manifest row, and a month without such a day is
+    neither downloaded nor asked of REST."""
     today = today or now().date()
     futures = futures_only(instruments)
+    trading = expected or (lambda _inst, _day: True)
     months = sorted({month_of(d) for d in days})
-    jobs = [(inst, m) for inst in futures for m in months if month_may_be_published(m, today)]
+    jobs = [
+        (inst, m) for inst in futures for m in months
+        if month_may_be_published(m, today) and any(trading(inst, d) for d in days if month_of(d) == m)
+    ]  # fmt: skip
 
     def fetch_month(job: tuple[Instrument, str]) -> StoredFile | Exception:
         inst, month = job
@@ -126,6 +134,8 @@ def ingest_funding(
     failed_months = {job for job, res in results.items() if isinstance(res, Exception)}
     for inst in futures:
         for day in days:
+            if not trading(inst, day):
+                continue  # before its listing or after its delisting: nothing to fetch, nothing missing
             if (inst, month_of(day)) in failed_months:
                 continue  # the run fails for this month anyway; no REST fallback for a refused archive
             archived = stored.get((inst, month_of(day)))

@@ -3,6 +3,11 @@
 Binance archives legitimately miss bars (exchange maintenance) and occasionally ship
 truncated files, so gaps are measured and reported, never forward-filled. Naive datetimes
 are interpreted as UTC, like everything in the archive.
+
+With the point-in-time universe (``universe/lifecycle.py``), a day an instrument did not trade is
+not incomplete: its row says ``pre_listing`` or ``delisted`` and expects no bar. On the first and
+last day of a trading period, the bars before the first (after the last) bar present are not
+missing either: they are listed in ``not_trading`` with their reason (``lifecycle.edge_reason``).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import polars as pl
 
 from lakehouse_assets.instruments import Instrument, instrument_frame
 from lakehouse_assets.klines.schema import interval_to_timedelta
+from lakehouse_assets.universe.lifecycle import EXPECTED, DailyUniverse, edge_reason
 
 MAX_LISTED_RANGES = 20
 
@@ -29,6 +35,8 @@ COMPLETENESS_SCHEMA: dict[str, pl.DataType] = {
     "completeness": pl.Float64(),
     "missing_minutes": pl.Int64(),
     "missing_ranges": pl.String(),
+    "status": pl.String(),  # expected | pre_listing | delisted (universe/lifecycle.py)
+    "not_trading": pl.String(),  # bars of a listing/delisting day outside trading, with the reason
 }
 
 
@@ -79,12 +87,14 @@ def completeness_report(
     days: list[date],
     instruments: list[Instrument],
     interval: str = "1m",
+    lifecycle: DailyUniverse | None = None,
 ) -> pl.DataFrame:
     """One row per requested (instrument, day), including days with no rows at all.
 
     ``rows`` counts rows as stored; ``completeness`` and ``missing_minutes`` count distinct
     on-grid bars, so duplicates or off-grid rows cannot mask a hole. ``missing_minutes`` is the
-    number of missing bars (minutes for the default 1m interval).
+    number of missing bars (minutes for the default 1m interval). ``lifecycle``: which days each
+    instrument traded (None: every day, as before the instruments table).
     """
     step = interval_to_timedelta(interval)
     step_ms = step // _MS
@@ -99,20 +109,43 @@ def completeness_report(
     for instrument in wanted_instruments:
         for day in wanted_days:
             open_times = by_key.get((instrument.market, instrument.symbol, day), empty)
+            status = EXPECTED if lifecycle is None else lifecycle.status_of(instrument, day)
+            if status != EXPECTED:
+                records.append(
+                    (instrument.market, instrument.symbol, day, open_times.len(), 0, 1.0, 0, "", status, "")
+                )
+                continue
             day_start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-            holes = missing_ranges(open_times, day_start, day_start + timedelta(days=1), step)
+            day_end = day_start + timedelta(days=1)
+            holes = missing_ranges(open_times, day_start, day_end, step)
+            edges = (False, False) if lifecycle is None else lifecycle.period_edges(instrument, day)
+            off_market: list[str] = []
+            off_bars = 0
+            kept: list[tuple[datetime, datetime]] = []
+            for first, last in holes:
+                reason = edge_reason(*edges, first, last + step, day_start, day_end)
+                if reason is None:
+                    kept.append((first, last))
+                    continue
+                size = (last - first) // step + 1
+                off_bars += size
+                off_market.append(f"{_describe([(first, last)], [size], clock)} {reason}")
+            holes = kept
             sizes = [(last - first) // step + 1 for first, last in holes]
             missing = sum(sizes)
+            day_expected = expected - off_bars
             records.append(
                 (
                     instrument.market,
                     instrument.symbol,
                     day,
                     open_times.len(),
-                    expected,
-                    (expected - missing) / expected,
+                    day_expected,
+                    (day_expected - missing) / day_expected if day_expected else 1.0,
                     missing,
                     _describe(holes, sizes, clock),
+                    status,
+                    ", ".join(off_market),
                 )
             )
     return pl.DataFrame(records, schema=COMPLETENESS_SCHEMA, orient="row")

@@ -11,6 +11,13 @@ midnight: a two-day outage is two gap rows. Fetch windows, on the other hand, ar
 instrument over the whole run, coalescing holes when that does not cost an extra request, since
 the exchange's request weight, not the bytes, is the scarce resource.
 
+Point in time (``lifecycle``, a ``universe.lifecycle.DailyUniverse``): an instrument-day the
+instrument did not trade (before its listing, after its delisting) has no hole, so no REST call and
+no gap row; the report says ``pre_listing`` / ``delisted``. On the first (last) day of a trading
+period, the bars before the first (after the last) bar present are not gaps either: once REST has
+confirmed it has none (or was not asked), their row in kline_gaps carries the reason ``pre_listing``
+(``delisted``), so silver/kline_gaps still says where bars are absent, and why.
+
 Pure Polars/Python, no Dagster and no network: the REST side is any object with the
 ``KlineFetcher`` shape (see ``klines.rest.RestKlinesClient``).
 """
@@ -27,6 +34,7 @@ import polars as pl
 from lakehouse_assets.instruments import Instrument, instrument_frame
 from lakehouse_assets.klines.completeness import missing_ranges
 from lakehouse_assets.klines.schema import SILVER_KLINES_SCHEMA, empty_klines, interval_to_timedelta
+from lakehouse_assets.universe.lifecycle import DELISTED, EXPECTED, PRE_LISTING, DailyUniverse, edge_reason
 
 KEY_COLUMNS = ["market", "symbol", "interval", "open_time"]
 SOURCE_ARCHIVE = "archive"
@@ -35,6 +43,10 @@ SOURCE_REST = "rest"
 REASON_NO_DATA = "exchange returned no data"
 REASON_DISABLED = "not fetched: REST gap-fill disabled"
 FETCH_FAILED = "fetch failed: "
+#: Bars of a listing (delisting) day before (after) trading: absent, but no gap (see module docstring).
+REASON_PRE_LISTING = PRE_LISTING
+REASON_DELISTED = DELISTED
+NOT_TRADING_REASONS = (REASON_PRE_LISTING, REASON_DELISTED)
 
 _UTC_MS = pl.Datetime("ms", "UTC")
 _DAY = timedelta(days=1)
@@ -62,6 +74,8 @@ FILL_REPORT_SCHEMA: dict[str, pl.DataType] = {
     "missing": pl.Int64(),
     "gaps": pl.Int64(),
     "completeness": pl.Float64(),
+    "status": pl.String(),  # expected | pre_listing | delisted
+    "not_trading": pl.Int64(),  # bars of a listing/delisting day outside trading (not counted in expected)
 }
 
 # Columns an OHLCV-only REST source (ccxt fetch_ohlcv on a non-Binance exchange) cannot provide.
@@ -171,8 +185,10 @@ def find_holes(
     days: Sequence[date],
     interval: str,
     now: datetime,
+    lifecycle: DailyUniverse | None = None,
 ) -> list[Hole]:
-    """Every run of missing closed bars, per instrument and day, in (instrument, time) order."""
+    """Every run of missing closed bars, per instrument and day, in (instrument, time) order; days
+    ``lifecycle`` says the instrument did not trade have none."""
     step = interval_to_timedelta(interval)
     by_key = _open_times_by_instrument(frame, interval)
     empty = pl.Series("open_time", [], dtype=_UTC_MS)
@@ -180,6 +196,8 @@ def find_holes(
     for instrument in dict.fromkeys(instruments):
         open_times = by_key.get((instrument.market, instrument.symbol), empty)
         for day in sorted(set(days)):
+            if lifecycle is not None and not lifecycle.is_expected(instrument, day):
+                continue
             start, end = day_window(day, step, now)
             for first, last in missing_ranges(open_times, start, end, step):
                 holes.append(Hole(instrument, first, last + step))
@@ -263,6 +281,7 @@ def fill_gaps(
     fetcher: KlineFetcher | None,
     page_limit: int,
     stored: pl.DataFrame | None = None,
+    lifecycle: DailyUniverse | None = None,
 ) -> FillResult:
     """Complete ``archive`` (silver rows) from ``fetcher`` and report what is still missing and why.
 
@@ -273,10 +292,12 @@ def fill_gaps(
     ``source``). Where REST could not answer (fetch failed, or not asked), the stored rows for those
     bars are kept: a re-run during an outage never loses bars an earlier run filled. Where the
     sources did answer, they decide, so a bar the exchange says it does not have is not kept.
+
+    ``lifecycle``: which days each instrument traded (None: every day); see the module docstring.
     """
     step = interval_to_timedelta(interval)
     wanted = _restrict(archive, instruments, interval)
-    holes = find_holes(wanted, instruments=instruments, days=days, interval=interval, now=now)
+    holes = find_holes(wanted, instruments=instruments, days=days, interval=interval, now=now, lifecycle=lifecycle)
     windows = plan_fetch_windows(holes, interval=interval, page_limit=page_limit) if fetcher else []
     outcomes = [fetcher.fetch(w.instrument, interval, w.start, w.end) for w in windows] if fetcher else []
 
@@ -284,12 +305,16 @@ def fill_gaps(
     rest = pl.concat(rest_frames, how="vertical") if rest_frames else empty_klines()
     merged = merge_archive_and_rest(wanted, rest, days=days, interval=interval, now=now)
 
-    remaining = find_holes(merged, instruments=instruments, days=days, interval=interval, now=now)
+    remaining = find_holes(merged, instruments=instruments, days=days, interval=interval, now=now, lifecycle=lifecycle)
     gaps = _gaps_frame(remaining, step, interval, lambda hole: _reason(hole, windows, outcomes, fetcher is not None))
     kept = 0
     if stored is not None and not stored.is_empty():
-        merged, gaps, kept = keep_stored_rows(merged, gaps, stored, instruments=instruments, days=days, interval=interval, now=now)
-    report = fill_report(merged, gaps, instruments=instruments, days=days, interval=interval, now=now)
+        merged, gaps, kept = keep_stored_rows(
+            merged, gaps, stored, instruments=instruments, days=days, interval=interval, now=now, lifecycle=lifecycle
+        )
+    if lifecycle is not None:
+        gaps = label_period_edges(gaps, lifecycle, interval=interval, now=now)
+    report = fill_report(merged, gaps, instruments=instruments, days=days, interval=interval, now=now, lifecycle=lifecycle)
     return FillResult(frame=merged, gaps=gaps, report=report, windows=windows, outcomes=outcomes, kept_rows=kept)
 
 
@@ -302,6 +327,7 @@ def keep_stored_rows(
     days: Sequence[date],
     interval: str,
     now: datetime,
+    lifecycle: DailyUniverse | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame, int]:
     """Put back stored bars inside the gaps no source could rule on; returns (frame, gaps, bars kept).
 
@@ -334,8 +360,36 @@ def keep_stored_rows(
                 return str(gap["reason"])
         return REASON_NO_DATA  # unreachable: keeping rows only ever shrinks existing gaps
 
-    remaining = find_holes(frame, instruments=instruments, days=days, interval=interval, now=now)
+    remaining = find_holes(frame, instruments=instruments, days=days, interval=interval, now=now, lifecycle=lifecycle)
     return frame, _gaps_frame(remaining, step, interval, reason_of), carried.height
+
+
+def label_period_edges(gaps: pl.DataFrame, lifecycle: DailyUniverse, *, interval: str, now: datetime) -> pl.DataFrame:
+    """Give the edge holes of a listing/delisting day their reason (``lifecycle.edge_reason``).
+
+    Only holes no source could fill qualify: "exchange returned no data" (REST confirmed it) or "REST
+    gap-fill disabled" (the archive is the only source, as in silver/klines' completeness). A failed
+    fetch keeps its reason: nobody knows yet whether those bars exist.
+    """
+    if gaps.is_empty():
+        return gaps
+    step = interval_to_timedelta(interval)
+
+    def reason(row: dict) -> str:
+        if row["reason"] not in (REASON_NO_DATA, REASON_DISABLED):
+            return str(row["reason"])
+        instrument = Instrument(row["market"], row["symbol"])
+        day = row["gap_start"].date()
+        start, end = day_window(day, step, now)
+        edge = edge_reason(*lifecycle.period_edges(instrument, day), row["gap_start"], row["gap_end"], start, end)
+        return edge or str(row["reason"])
+
+    return gaps.with_columns(reason=pl.Series("reason", [reason(r) for r in gaps.iter_rows(named=True)], pl.String()))
+
+
+def real_gaps(gaps: pl.DataFrame) -> pl.DataFrame:
+    """The gaps of silver/kline_gaps that are missing data: without the listing/delisting day edges."""
+    return gaps.filter(~pl.col("reason").is_in(NOT_TRADING_REASONS))
 
 
 def fill_report(
@@ -346,8 +400,14 @@ def fill_report(
     days: Sequence[date],
     interval: str,
     now: datetime,
+    lifecycle: DailyUniverse | None = None,
 ) -> pl.DataFrame:
-    """One row per requested instrument-day: expected closed bars, rows by source, missing bars."""
+    """One row per requested instrument-day: expected closed bars, rows by source, missing bars.
+
+    A day the instrument did not trade (``lifecycle``) expects nothing and says why in ``status``; the
+    edge bars of a listing/delisting day (gaps with reason pre_listing/delisted) are ``not_trading``,
+    neither expected nor missing.
+    """
     step = interval_to_timedelta(interval)
     counts = (
         frame.group_by("market", "symbol", pl.col("open_time").dt.date().alias("date"))
@@ -357,23 +417,33 @@ def fill_report(
             rest_rows=(pl.col("source") == SOURCE_REST).sum().cast(pl.Int64),
         )
     )
+    edge = pl.col("reason").is_in(NOT_TRADING_REASONS)
     missing = gaps.group_by("market", "symbol", pl.col("gap_start").dt.date().alias("date")).agg(
-        missing=pl.col("bars").sum().cast(pl.Int64), gaps=pl.len().cast(pl.Int64)
+        missing=pl.col("bars").filter(~edge).sum().cast(pl.Int64),
+        gaps=(~edge).sum().cast(pl.Int64),
+        not_trading=pl.col("bars").filter(edge).sum().cast(pl.Int64),
     )
+
+    def status(inst: Instrument, day: date) -> str:
+        return EXPECTED if lifecycle is None else lifecycle.status_of(inst, day)
+
     grid = pl.DataFrame(
         [
-            (day, inst.market, inst.symbol, _expected(day, step, now))
+            (day, inst.market, inst.symbol, _expected(day, step, now) if status(inst, day) == EXPECTED else 0,
+             status(inst, day))
             for inst in dict.fromkeys(instruments)
             for day in sorted(set(days))
         ],
-        schema={"date": pl.Date(), "market": pl.String(), "symbol": pl.String(), "expected": pl.Int64()},
+        schema={"date": pl.Date(), "market": pl.String(), "symbol": pl.String(), "expected": pl.Int64(),
+                "status": pl.String()},
         orient="row",
-    )
+    )  # fmt: skip
     keys = ["date", "market", "symbol"]
     report = (
         grid.join(counts, on=keys, how="left")
         .join(missing, on=keys, how="left")
-        .with_columns(pl.col("rows", "archive_rows", "rest_rows", "missing", "gaps").fill_null(0))
+        .with_columns(pl.col("rows", "archive_rows", "rest_rows", "missing", "gaps", "not_trading").fill_null(0))
+        .with_columns(expected=pl.col("expected") - pl.col("not_trading"))
         .with_columns(
             completeness=pl.when(pl.col("expected") > 0)
             .then(1 - pl.col("missing") / pl.col("expected"))

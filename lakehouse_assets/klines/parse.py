@@ -1,4 +1,4 @@
-"""Parse one Binance daily kline archive file (zip or bare CSV) into the silver kline schema.
+"""Parse one Binance kline archive file (a daily or a monthly zip, or a bare CSV) into the silver kline schema.
 
 The parser is strict on purpose: a damaged, truncated, oversized, ambiguous or wrong-day file
 raises ``ArchiveFileError`` (naming the file, instrument and day) so the partition fails loudly
@@ -20,8 +20,10 @@ USD-M/COIN-M files only sometimes do, and the COIN-M header names are misleading
     12   ignore                 dropped                    dropped
 
 COIN-M contracts are inverse with a fixed USD face value, so for cm the silver
-``quote_volume`` is the exact USD notional ``contracts * coinm_contract_size_usd(symbol)``
-(likewise ``taker_buy_quote_volume`` from taker-buy contracts). That keeps
+``quote_volume`` is the exact USD notional ``contracts * contract_size`` (likewise
+``taker_buy_quote_volume`` from taker-buy contracts). The size is the caller's: Binance's
+``contractSize`` from exchangeInfo (``universe/contract_sizes.py``); parsing a cm file without one
+is an error, never a guess. That keeps
 ``volume``/``quote_volume`` meaning "base asset"/"quote currency" in every market, so cross-
 market aggregates are never silently mislabelled; the raw contract counts are kept in
 ``contract_volume``/``taker_buy_contract_volume`` (null for spot and um).
@@ -29,6 +31,10 @@ market aggregates are never silently mislabelled; the raw contract counts are ke
 Timestamps: spot files dated 2025-01-01 onward are in microseconds (16 digits), everything
 else in milliseconds (13 digits). The unit is decided per file, must be uniform, and is
 normalised to ``Datetime("ms", "UTC")``.
+
+A monthly file (``<SYM>-1m-YYYY-MM.zip``) is the same format over a whole month: it is parsed once,
+with every row required to open in that month (``parse_klines_month_zip``); ``split_days`` then
+cuts it into the days it serves. Its errors name the month (``period``) instead of a day.
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ from typing import Literal, NoReturn, cast
 import polars as pl
 
 from lakehouse_assets.archive.zip_limits import DEFAULT_ZIP_LIMITS, ZipLimitError, ZipLimits, check_entries, read_member
-from lakehouse_assets.instruments import Instrument, coinm_contract_size_usd
+from lakehouse_assets.instruments import Instrument
 from lakehouse_assets.klines.schema import interval_to_timedelta
 
 FILE_COLUMNS: tuple[str, ...] = (
@@ -71,7 +77,7 @@ _CSV_SCHEMA: dict[str, pl.DataType] = {
 }
 
 _MEMBER_RE = re.compile(
-    r"(?P<symbol>[A-Za-z0-9_]+)-(?P<interval>\d+[smhdwM]|\d+mo)-(?P<day>\d{4}-\d{2}-\d{2})\.csv"
+    r"(?P<symbol>[A-Za-z0-9_]+)-(?P<interval>\d+[smhdwM]|\d+mo)-(?P<day>\d{4}-\d{2}(?:-\d{2})?)\.csv"
 )
 _INT_RE = re.compile(rb"[+-]?\d+")
 _FLOAT_RE = re.compile(rb"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
@@ -80,7 +86,6 @@ _NUMBER_RE = re.compile(rb"\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*")
 # 13-digit epochs are ms, 16-digit are µs; both cover the years 2001..2286.
 _MS_MIN, _MS_MAX = 10**12, 10**13 - 1
 _US_MIN, _US_MAX = 10**15, 10**16 - 1
-_DAY_MS = 86_400_000
 _ROW = "__row"
 _SEPARATORS_PER_ROW = len(FILE_COLUMNS) - 1
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -96,19 +101,30 @@ class ArchiveFileError(ValueError):
     """
 
     def __init__(
-        self, reason: str, *, file: str, market: str, symbol: str, day: date | None
+        self,
+        reason: str,
+        *,
+        file: str,
+        market: str,
+        symbol: str,
+        day: date | None,
+        period: str | None = None,
     ) -> None:
         self.reason = reason
         self.file = file
         self.market = market
         self.symbol = symbol
         self.day = day
+        #: What the file covers when that is not one day (a monthly file: "2024-01", with the days it serves).
+        self.period = period
         super().__init__(self._message())
 
     def _message(self) -> str:
         where = f"{self.market}:{self.symbol}"
         if self.day is not None:
             where += f", {self.day.isoformat()}"
+        elif self.period is not None:
+            where += f", {self.period}"
         return f"{self.file} ({where}): {self.reason}"
 
     def __str__(self) -> str:
@@ -118,14 +134,14 @@ class ArchiveFileError(ValueError):
         # Keyword-only __init__ breaks default exception pickling (multiprocess executors).
         return (
             _restore_archive_file_error,
-            (self.reason, self.file, self.market, self.symbol, self.day),
+            (self.reason, self.file, self.market, self.symbol, self.day, self.period),
         )
 
 
 def _restore_archive_file_error(
-    reason: str, file: str, market: str, symbol: str, day: date | None
+    reason: str, file: str, market: str, symbol: str, day: date | None, period: str | None = None
 ) -> ArchiveFileError:
-    return ArchiveFileError(reason, file=file, market=market, symbol=symbol, day=day)
+    return ArchiveFileError(reason, file=file, market=market, symbol=symbol, day=day, period=period)
 
 
 class ConflictingRowsError(ArchiveFileError):
@@ -136,23 +152,31 @@ class ConflictingRowsError(ArchiveFileError):
     """
 
     def __init__(
-        self, reason: str, *, file: str, market: str, symbol: str, day: date | None, open_time_ms: int
+        self,
+        reason: str,
+        *,
+        file: str,
+        market: str,
+        symbol: str,
+        day: date | None,
+        open_time_ms: int,
+        period: str | None = None,
     ) -> None:
         self.open_time_ms = open_time_ms
-        super().__init__(reason, file=file, market=market, symbol=symbol, day=day)
+        super().__init__(reason, file=file, market=market, symbol=symbol, day=day, period=period)
 
     def __reduce__(self) -> tuple[object, ...]:
         return (
             _restore_conflicting_rows_error,
-            (self.reason, self.file, self.market, self.symbol, self.day, self.open_time_ms),
+            (self.reason, self.file, self.market, self.symbol, self.day, self.open_time_ms, self.period),
         )
 
 
 def _restore_conflicting_rows_error(
-    reason: str, file: str, market: str, symbol: str, day: date | None, open_time_ms: int
+    reason: str, file: str, market: str, symbol: str, day: date | None, open_time_ms: int, period: str | None = None
 ) -> ConflictingRowsError:
     return ConflictingRowsError(
-        reason, file=file, market=market, symbol=symbol, day=day, open_time_ms=open_time_ms
+        reason, file=file, market=market, symbol=symbol, day=day, open_time_ms=open_time_ms, period=period
     )
 
 
@@ -171,6 +195,23 @@ class _Context:
     interval: str
     day: date
     file_name: str
+    contract_size: float | None = None  # USD per contract, COIN-M only
+    monthly: bool = False  # a monthly file: ``day`` is the first day of its month
+
+    @property
+    def period(self) -> str | None:
+        return f"{self.day:%Y-%m}" if self.monthly else None
+
+    @property
+    def label(self) -> str:
+        """What the file covers, as its member name spells it: ``2024-01-05`` or ``2024-01``."""
+        return self.period or self.day.isoformat()
+
+    def window_ms(self) -> tuple[int, int]:
+        """[start, end) of the period every row must open in, epoch milliseconds."""
+        start = datetime(self.day.year, self.day.month, self.day.day, tzinfo=UTC)
+        end = (start.replace(day=28) + timedelta(days=4)).replace(day=1) if self.monthly else start + timedelta(days=1)
+        return int(start.timestamp()) * 1000, int(end.timestamp()) * 1000
 
     def error(self, reason: str) -> ArchiveFileError:
         return ArchiveFileError(
@@ -178,7 +219,8 @@ class _Context:
             file=self.file_name,
             market=self.instrument.market,
             symbol=self.instrument.symbol,
-            day=self.day,
+            day=None if self.monthly else self.day,
+            period=self.period,
         )
 
 
@@ -190,29 +232,81 @@ def parse_klines_zip(
     day: date,
     file_name: str,
     limits: ZipLimits = DEFAULT_ZIP_LIMITS,
+    contract_size: float | None = None,
 ) -> ParsedKlines:
     """Parse a daily kline ``.zip`` exactly as published (one CSV member inside).
 
     ``limits`` caps what the member may inflate to (see ``zip_limits``): a bomb is refused
-    before it can take the memory of every parse running beside it.
+    before it can take the memory of every parse running beside it. ``contract_size`` (USD per
+    contract) is required for COIN-M instruments and refused for the others.
     """
-    ctx = _context(instrument, interval, day, file_name)
+    ctx = _context(instrument, interval, day, file_name, contract_size)
     return _parse_csv(_extract_single_csv(data, ctx, limits), ctx)
 
 
 def parse_klines_csv(
-    csv: bytes, *, instrument: Instrument, interval: str, day: date, file_name: str
+    csv: bytes,
+    *,
+    instrument: Instrument,
+    interval: str,
+    day: date,
+    file_name: str,
+    contract_size: float | None = None,
 ) -> ParsedKlines:
     """Parse an already-extracted daily kline CSV (some mirrors only keep the CSV)."""
-    return _parse_csv(csv, _context(instrument, interval, day, file_name))
+    return _parse_csv(csv, _context(instrument, interval, day, file_name, contract_size))
 
 
-def _context(instrument: Instrument, interval: str, day: date, file_name: str) -> _Context:
+def parse_klines_month_zip(
+    data: bytes,
+    *,
+    instrument: Instrument,
+    interval: str,
+    month: date,
+    file_name: str,
+    limits: ZipLimits = DEFAULT_ZIP_LIMITS,
+    contract_size: float | None = None,
+) -> ParsedKlines:
+    """Parse a monthly kline ``.zip`` (``<SYM>-<interval>-YYYY-MM.zip``): every row must open in ``month``.
+
+    Header, µs/ms and duplicates are decided once for the whole file, as Binance writes it; cut the
+    result into days with ``split_days``.
+    """
+    ctx = _context(instrument, interval, month.replace(day=1), file_name, contract_size, monthly=True)
+    return _parse_csv(_extract_single_csv(data, ctx, limits), ctx)
+
+
+def split_days(frame: pl.DataFrame) -> dict[date, pl.DataFrame]:
+    """The rows of a parsed file by the UTC day they open in (days without rows are absent)."""
+    if frame.height == 0:
+        return {}
+    keyed = frame.with_columns(frame["open_time"].dt.date().alias("__day"))
+    parts = keyed.partition_by("__day", as_dict=True, maintain_order=True)
+    return {key[0]: part.drop("__day") for key, part in parts.items()}  # type: ignore[misc]
+
+
+def _context(
+    instrument: Instrument,
+    interval: str,
+    day: date,
+    file_name: str,
+    contract_size: float | None,
+    *,
+    monthly: bool = False,
+) -> _Context:
     # Configuration mistakes are plain ValueErrors, raised before touching the file.
     interval_to_timedelta(interval)
     if instrument.market == "cm":
-        coinm_contract_size_usd(instrument.symbol)
-    return _Context(instrument, interval, day, file_name)
+        if contract_size is None or isinstance(contract_size, bool) or not (
+            math.isfinite(contract_size) and contract_size > 0
+        ):
+            raise ValueError(
+                f"{instrument.key} ({file_name}): COIN-M volumes are counted in contracts; turning them into USD "
+                f"needs the contract size (USD per contract, Binance's exchangeInfo contractSize), got {contract_size!r}"
+            )
+    elif contract_size is not None:
+        raise ValueError(f"{instrument.key} ({file_name}): a contract size applies to COIN-M (cm) instruments only")
+    return _Context(instrument, interval, day, file_name, contract_size, monthly)
 
 
 def _extract_single_csv(data: bytes, ctx: _Context, limits: ZipLimits) -> bytes:
@@ -251,7 +345,7 @@ def _check_member_name(member: str, ctx: _Context) -> None:
     if match is None:
         return
     found = (match["symbol"], match["interval"], match["day"])
-    expected = (ctx.instrument.symbol, ctx.interval, ctx.day.isoformat())
+    expected = (ctx.instrument.symbol, ctx.interval, ctx.label)
     if found != expected:
         raise ctx.error(
             f"zip member {member!r} is for {' '.join(found)}, expected {' '.join(expected)}"
@@ -304,8 +398,9 @@ def _parse_csv(csv: bytes, ctx: _Context) -> ParsedKlines:
                 file=ctx.file_name,
                 market=ctx.instrument.market,
                 symbol=ctx.instrument.symbol,
-                day=ctx.day,
+                day=None if ctx.monthly else ctx.day,
                 open_time_ms=ms,
+                period=ctx.period,
             )
         duplicates_dropped = raw.height - deduped.height
         raw = deduped
@@ -461,8 +556,7 @@ def _detect_time_unit(
 
 
 def _check_day(raw: pl.DataFrame, body: bytes, first_line_no: int, ctx: _Context) -> None:
-    start = int(datetime(ctx.day.year, ctx.day.month, ctx.day.day, tzinfo=UTC).timestamp()) * 1000
-    end = start + _DAY_MS
+    start, end = ctx.window_ms()
     lo, hi = _int_bounds(raw["open_time"])
     if start <= lo and hi < end:
         return
@@ -470,7 +564,8 @@ def _check_day(raw: pl.DataFrame, body: bytes, first_line_no: int, ctx: _Context
     idx, open_ms = outside[_ROW][0], outside["open_time"][0]
     raise ctx.error(
         f"line {idx + first_line_no}: open_time {_fmt_ms(open_ms)} is outside "
-        f"{ctx.day.isoformat()} UTC ({outside.height} such rows; the file belongs to another day): "
+        f"{ctx.label} UTC ({outside.height} such rows; the file belongs to another "
+        f"{'month' if ctx.monthly else 'day'}): "
         f"{_show(_line_at(body, idx))}"
     )
 
@@ -484,7 +579,8 @@ def _to_silver(raw: pl.DataFrame, ctx: _Context) -> pl.DataFrame:
         return pl.Series(name, [value], dtype=dtype).new_from_index(0, height)
 
     if ctx.instrument.market == "cm":
-        size = coinm_contract_size_usd(ctx.instrument.symbol)
+        size = ctx.contract_size
+        assert size is not None  # _context refuses a cm file without one
         volumes = [
             raw["quote_volume"].alias("volume"),
             (raw["volume"] * size).alias("quote_volume"),

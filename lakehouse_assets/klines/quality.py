@@ -12,7 +12,7 @@ import polars as pl
 
 from lakehouse_assets.klines.schema import INTERVAL_MS, NULLABLE_COLUMNS, SILVER_KLINES_SCHEMA
 from lakehouse_assets.quality import ROW as _ROW
-from lakehouse_assets.quality import CheckOutcome, failures_by_day, rules_schema, run_checks
+from lakehouse_assets.quality import CheckOutcome, describe_schema_case, failures_by_day, rules_schema, run_checks
 
 KEY_COLUMNS: tuple[str, ...] = ("market", "symbol", "interval", "open_time")
 # Float noise allowance for "part <= whole" volume comparisons (e.g. contracts * size).
@@ -165,19 +165,8 @@ def _failures(name: str, cases: pl.DataFrame | None, indexed: pl.DataFrame) -> p
 
 
 def _describe_schema_case(case: dict[str, object]) -> str:
-    check, column, found = str(case["check"]), case["column"], case["failure_case"]
-    if check == "not_nullable":
-        return f"{column} is null"
-    if check == "multiple_fields_uniqueness":
-        return f"duplicate key ({', '.join(KEY_COLUMNS)})"
-    if check == "column_in_schema":
-        return f"unexpected column {found}"
-    if check == "column_in_dataframe":
-        return f"missing column {found}"
-    if check.startswith("dtype("):
-        expected = check[len("dtype(") : -1].strip("'")
-        return f"{column} has dtype {found}, expected {expected}"
-    return f"{check}: {column}: {found}"
+    described = describe_schema_case(case, KEY_COLUMNS)
+    return described if described is not None else f"{case['check']}: {case['column']}: {case['failure_case']}"
 
 
 def _describe_rule_case(case: dict[str, object]) -> str:

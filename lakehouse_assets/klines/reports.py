@@ -6,29 +6,42 @@ turns the frames into Markdown. Nothing here decides what is written.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import polars as pl
 
-from lakehouse_assets.klines.gapfill import SOURCE_REST, FillResult
+from lakehouse_assets.klines.gapfill import (
+    FILL_REPORT_SCHEMA,
+    KLINE_GAPS_SCHEMA,
+    SOURCE_ARCHIVE,
+    SOURCE_REST,
+    FillResult,
+)
 from lakehouse_assets.klines.indicators import segments
+from lakehouse_assets.universe.lifecycle import EXPECTED
 
 # ---------------------------------------------------------------------------------------------
 # bronze/klines_archive: the manifest of one run
 
 
 def manifest_counts(manifest: pl.DataFrame) -> dict[str, int]:
-    """Files of the run by what happened to them (downloaded, reused, verified, 404, stored copy kept)."""
-    status_counts = dict(manifest.group_by("checksum_status").len().iter_rows())
+    """The run's files by what happened to them (downloaded, reused, verified, stored copy kept), each counted
+    once however many days it serves (a monthly file serves a month), and its instrument-days by what serves
+    them (a monthly file, or no file at all)."""
+    files = manifest.filter(pl.col("lake_path").is_not_null()).unique("lake_path", keep="first", maintain_order=True)
+    status_counts = dict(files.group_by("checksum_status").len().iter_rows())
+    monthly = manifest["period"] == "monthly" if "period" in manifest.columns else pl.repeat(False, manifest.height, eager=True)
     return {
-        "files": manifest.height,
-        "downloaded": int(manifest["downloaded"].sum()),
-        "reused_from_lake": int((~manifest["downloaded"] & manifest["lake_path"].is_not_null()).sum()),
-        "bytes_downloaded": int(manifest.filter("downloaded")["bytes"].sum() or 0),
+        "instrument_days": manifest.height,
+        "days_from_monthly_files": int(monthly.sum()),
+        "missing_days": int((manifest["checksum_status"] == "missing").sum()),
+        "files": files.height,
+        "downloaded": int(files["downloaded"].sum()),
+        "reused_from_lake": int((~files["downloaded"]).sum()),
+        "bytes_downloaded": int(files.filter("downloaded")["bytes"].sum() or 0),
         "verified": status_counts.get("verified", 0),
         "no_checksum": status_counts.get("no_checksum", 0),
-        "missing_404": status_counts.get("missing", 0),
-        "kept_stored_copy": int(
-            (manifest["upstream_status"].is_in(["not_found", "fetch_failed"]) & manifest["lake_path"].is_not_null()).sum()
-        ),
+        "kept_stored_copy": int(files["upstream_status"].is_in(["not_found", "fetch_failed", "not_listed"]).sum()),
     }
 
 
@@ -42,13 +55,14 @@ def upstream_problems(manifest: pl.DataFrame) -> list[str]:
 
 
 def missing_files(manifest: pl.DataFrame) -> list[str]:
-    """One line per file the archive does not have (404), with its URL."""
+    """One line per instrument-day without a file (not listed, or 404), with the URL of the file it lacks."""
     missing = manifest.filter(pl.col("checksum_status") == "missing")
     return [f"{r['symbol']} ({r['market']}) {r['date']}: {r['source_url']}" for r in missing.iter_rows(named=True)]
 
 
 def manifest_overview(manifest: pl.DataFrame) -> pl.DataFrame:
-    return manifest.select("date", "market", "symbol", "checksum_status", "bytes", "downloaded")
+    period = [pl.col("period")] if "period" in manifest.columns else []
+    return manifest.select("date", "market", "symbol", *period, "checksum_status", "bytes", "downloaded")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -66,22 +80,29 @@ def incomplete_days(report: pl.DataFrame, missing: str = "missing_minutes") -> p
 
 
 def completeness_by_day(report: pl.DataFrame) -> pl.DataFrame:
-    """silver/klines' completeness report as shown: one row per instrument-day with its missing ranges."""
-    return report.select("date", "market", "symbol", "rows", "expected", "missing_ranges")
+    """silver/klines' completeness report as shown: one row per instrument-day with its missing ranges, and
+    whether the instrument traded that day (status; not_trading: the listing/delisting day's edge bars)."""
+    return report.select("date", "market", "symbol", "rows", "expected", "missing_ranges", "status", "not_trading")
 
 
 def silver_completeness_by_symbol(report: pl.DataFrame) -> pl.DataFrame:
     """silver/klines per instrument: days, rows, expected, missing minutes, complete days, completeness."""
+    trading = pl.col("status") == EXPECTED
     return (
         report.group_by("market", "symbol")
         .agg(
-            days=pl.len(),
+            days=trading.sum(),
             rows=pl.col("rows").sum(),
             expected=pl.col("expected").sum(),
             missing_minutes=pl.col("missing_minutes").sum(),
-            complete_days=(pl.col("missing_minutes") == 0).sum(),
+            complete_days=(trading & (pl.col("missing_minutes") == 0)).sum(),
+            days_not_trading=(~trading).sum(),
         )
-        .with_columns(completeness=(1 - pl.col("missing_minutes") / pl.col("expected")).round(4))
+        .with_columns(
+            completeness=pl.when(pl.col("expected") > 0)
+            .then((1 - pl.col("missing_minutes") / pl.col("expected")).round(4))
+            .otherwise(1.0)
+        )
         .sort("market", "symbol")
     )
 
@@ -99,21 +120,38 @@ def first_and_last_close(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def combine_first_and_last_close(chunks: list[pl.DataFrame]) -> pl.DataFrame:
+    """``first_and_last_close`` of a run processed in chunks, from each chunk's, in the run's order (a chunk
+    holds whole instrument-days, and an instrument's chunks come in day order)."""
+    return (
+        pl.concat(chunks, how="vertical")
+        .group_by("market", "symbol", maintain_order=True)
+        .agg(
+            first_open_time=pl.col("first_open_time").first(),
+            first_close=pl.col("first_close").first(),
+            last_close=pl.col("last_close").last(),
+        )
+        .sort("market", "symbol")
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # silver/klines_filled and silver/kline_gaps
 
 
 def filled_completeness_by_symbol(report: pl.DataFrame) -> pl.DataFrame:
     """The gap-fill report per instrument: archive vs REST rows, what is still missing, completeness."""
+    trading = pl.col("status") == EXPECTED
     return (
         report.group_by("market", "symbol")
         .agg(
-            days=pl.len(),
+            days=trading.sum(),
             expected=pl.col("expected").sum(),
             archive_rows=pl.col("archive_rows").sum(),
             rest_rows=pl.col("rest_rows").sum(),
             missing=pl.col("missing").sum(),
-            complete_days=(pl.col("missing") == 0).sum(),
+            complete_days=(trading & (pl.col("missing") == 0)).sum(),
+            days_not_trading=(~trading).sum(),
         )
         .with_columns(
             completeness=pl.when(pl.col("expected") > 0)
@@ -128,13 +166,54 @@ def rows_by_source(frame: pl.DataFrame, source: str) -> int:
     return int((frame["source"] == source).sum())
 
 
-def fill_summary(result: FillResult, *, days: int, instruments: int) -> str:
+@dataclass
+class FillTotals:
+    """What the chunks of one gap-fill run add up to (``lake/chunks.py``), without their rows: those are
+    written chunk by chunk. Reports and gaps are one small row per instrument-day or gap."""
+
+    rows: int = 0
+    archive_rows: int = 0
+    rest_rows: int = 0
+    kept_rows: int = 0
+    rest_requests: int = 0
+    rest_retries: int = 0
+    rest_duplicates_dropped: int = 0
+    rest_windows: int = 0
+    reports: list[pl.DataFrame] = field(default_factory=list)
+    gaps: list[pl.DataFrame] = field(default_factory=list)
+
+    def add(self, result: FillResult) -> None:
+        self.rows += result.frame.height
+        self.archive_rows += rows_by_source(result.frame, SOURCE_ARCHIVE)
+        self.rest_rows += rows_by_source(result.frame, SOURCE_REST)
+        self.kept_rows += result.kept_rows
+        self.rest_requests += result.rest_requests
+        self.rest_retries += result.rest_retries
+        self.rest_duplicates_dropped += result.rest_duplicates_dropped
+        self.rest_windows += len(result.windows)
+        self.reports.append(result.report)
+        self.gaps.append(result.gaps)
+
+    @property
+    def report(self) -> pl.DataFrame:
+        """One row per instrument-day of the run, ordered as ``fill_report`` orders one chunk."""
+        if not self.reports:
+            return pl.DataFrame(schema=FILL_REPORT_SCHEMA)
+        return pl.concat(self.reports, how="vertical").sort("date", "market", "symbol")
+
+    @property
+    def all_gaps(self) -> pl.DataFrame:
+        """Every remaining gap of the run (chunks hold whole instruments, in the run's instrument order)."""
+        return pl.concat(self.gaps, how="vertical") if self.gaps else pl.DataFrame(schema=KLINE_GAPS_SCHEMA)
+
+
+def fill_summary(totals: FillTotals, *, days: int, instruments: int) -> str:
     """One log line for a gap-fill run: rows (from REST), REST requests, gaps left, stored rows kept."""
     return (
-        f"{result.frame.height} rows ({rows_by_source(result.frame, SOURCE_REST)} from REST) over "
-        f"{days} day(s) x {instruments} instrument(s); {result.rest_requests} REST request(s); "
-        f"{result.gaps.height} gap(s) remain"
-        + (f"; kept {result.kept_rows} stored row(s) REST could not confirm now" if result.kept_rows else "")
+        f"{totals.rows} rows ({totals.rest_rows} from REST) over "
+        f"{days} day(s) x {instruments} instrument(s); {totals.rest_requests} REST request(s); "
+        f"{sum(g.height for g in totals.gaps)} gap(s) remain"
+        + (f"; kept {totals.kept_rows} stored row(s) REST could not confirm now" if totals.kept_rows else "")
     )
 
 

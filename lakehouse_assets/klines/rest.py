@@ -9,8 +9,9 @@ client calls ccxt's *implicit* raw endpoints (``publicGetKlines`` spot, ``fapiPu
 USD-M, ``dapiPublicGetKlines`` COIN-M) -- still through ccxt's limiter and URL table -- and the
 rows go through the same parser as the archive files (``kline_parse.parse_klines_csv``), so a
 REST candle and an archive candle for the same minute are identical value for value, COIN-M
-unit normalisation included. No market list is needed for that path, so nothing but kline
-requests is sent.
+unit normalisation included (its contract sizes come from ``contract_size``, a lookup the caller
+hands in: exchangeInfo through the lake, ``universe/contract_sizes.py``). No market list is needed
+for that path, so nothing but kline requests is sent.
 
 Any other ccxt exchange id falls back to ``fetch_ohlcv`` (markets are loaded once): the columns
 it cannot know (quote volume, trade count, taker-buy and contract volumes) stay null, never
@@ -61,6 +62,9 @@ from lakehouse_assets.klines.parse import (
 )
 from lakehouse_assets.klines.schema import SILVER_KLINES_SCHEMA, empty_klines, interval_to_timedelta
 
+#: The USD size of a COIN-M contract (``universe.contract_sizes.LakeContractSizes`` in the assets).
+ContractSizeLookup = Callable[[Instrument], float]
+
 # ccxt implicit methods for Binance's raw kline endpoints, per market.
 RAW_KLINE_METHODS: dict[str, str] = {
     "spot": "publicGetKlines",  # GET /api/v3/klines   (max 1000 per page)
@@ -102,9 +106,17 @@ class RestKlinesClient(ExchangeClient):
 
     settings: RestSettings
 
-    def __init__(self, settings: RestSettings, *, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        settings: RestSettings,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        contract_size: ContractSizeLookup | None = None,
+    ) -> None:
         super().__init__(settings, sleep=sleep)
         self.stats: dict[str, int] = defaultdict(int)
+        #: USD size of a COIN-M contract (raw cm rows need it); None: COIN-M raw rows cannot be converted.
+        self.contract_size = contract_size
 
     def uses_raw_klines(self, market: str) -> bool:
         """True when rows come with all 12 Binance fields (raw endpoint), False for fetch_ohlcv."""
@@ -200,7 +212,13 @@ class RestKlinesClient(ExchangeClient):
             return empty_klines()
         source = self.describe(instrument.market)
         if raw:
-            return binance_rows_to_silver(rows, instrument=instrument, interval=interval, source=source)
+            size = None
+            if instrument.market == "cm":
+                if self.contract_size is None:
+                    raise ValueError(f"REST {instrument.key}: COIN-M rows need contract sizes; none were given to the client")
+                size = self.contract_size(instrument)
+            return binance_rows_to_silver(rows, instrument=instrument, interval=interval, source=source,
+                                          contract_size=size)  # fmt: skip
         return ohlcv_rows_to_silver(rows, instrument=instrument, interval=interval)
 
 
@@ -209,7 +227,12 @@ class RestKlinesClient(ExchangeClient):
 
 
 def binance_rows_to_silver(
-    rows: list[list[Any]], *, instrument: Instrument, interval: str, source: str = "REST"
+    rows: list[list[Any]],
+    *,
+    instrument: Instrument,
+    interval: str,
+    source: str = "REST",
+    contract_size: float | None = None,
 ) -> pl.DataFrame:
     """Binance REST kline rows (the 12 archive fields) -> silver rows with ``source='rest'``.
 
@@ -232,6 +255,7 @@ def binance_rows_to_silver(
                 interval=interval,
                 day=day,
                 file_name=f"{source} klines {instrument.symbol} {interval}",
+                contract_size=contract_size,
             )
         except ConflictingRowsError as exc:
             raise ConflictingCandles(f"REST data rejected: {exc}", exc.open_time_ms) from exc

@@ -6,7 +6,9 @@ materialized) or ``dg.RetryRequested`` (a transient storage outage, ``defs/commo
 
 The ready-made Polars/DuckDB IO managers are broken on polars 2 / duckdb 2 and return a dict
 or a frame depending on how many partitions are requested; this one always returns one frame
-(lazy on request) for one day, a range, or a lookback window.
+(lazy on request) for one day, a range, or a lookback window. An unpartitioned asset (a whole table
+such as silver/instruments) is one file, ``<layer>/<table>/<table>.parquet`` (``layout.table_file``),
+replaced in one atomic put.
 
 Input options (``dg.AssetIn(metadata=...)``):
 
@@ -16,6 +18,14 @@ Input options (``dg.AssetIn(metadata=...)``):
   the input is an empty frame with the table's columns (if the table holds any file), else None.
   Default (``"error"``): a day never materialized fails the step, naming every absent day.
 * Annotate the input as ``StoredDays`` to also learn which days were present and which missing.
+
+Chunked outputs (bounded memory, ``lake/chunks.py``): an asset that processes its range chunk by
+chunk writes each checked chunk with ``LakeResource.partition_writer(...)`` and returns the writer;
+this IO manager then finishes the run's days (empty-day markers, ``exact`` deletions) and records the
+metadata of all chunks together. Why not hand this IO manager an iterator of frames: a chunk's
+blocking checks must be reported as check evaluations and fail the step *before* any materialization
+is recorded; an iterator consumed here would either record every day as materialized or lose the
+evaluations of the chunk that failed.
 """
 
 from __future__ import annotations
@@ -38,22 +48,25 @@ from lakehouse_assets.lake.layout import (
     WRITE_EXACT,
     WRITE_KEEP,
     MissingPartitionsError,
+    PartitionWriter,
     StoredDays,
     day_ranges,
     empty_frame,
     frame_to_parquet,
     partition_dir,
     read_days,
+    read_table_file,
     scan_partitions,
     scan_stored,
+    table_file,
     write_partitions,
 )
 from lakehouse_assets.lake.store import DEFAULT_STORAGE, LakeStore, open_store, s3_client, s3_region, s3_session
 
 __all__ = [
     "EMPTY_FILE", "MISSING_ERROR", "MISSING_KEY", "MISSING_SKIP", "SCOPE_ALL", "SCOPE_KEY", "WRITE_EXACT",
-    "WRITE_KEEP", "WRITE_MODE_KEY", "HiveParquetIOManager", "LakeResource", "LakeS3Resource", "StoredDays",
-    "table_prefix",
+    "WRITE_KEEP", "WRITE_MODE_KEY", "HiveParquetIOManager", "LakeResource", "LakeS3Resource", "PartitionWriter",
+    "StoredDays", "table_prefix",
 ]
 
 # Output metadata: which instruments a run was asked about (``exact`` writes replace only those).
@@ -191,6 +204,20 @@ class LakeResource(dg.ConfigurableResource):
     def empty_frame(self, table: dg.AssetKey | str, columns: Sequence[str] | None = None) -> pl.LazyFrame | None:
         return empty_frame(self.store(), _table(table), columns)
 
+    def read_table(self, table: dg.AssetKey | str) -> pl.DataFrame | None:
+        """An unpartitioned table as stored (None: never written), e.g. an asset's own previous output."""
+        return read_table_file(self.store(), _table(table))
+
+    def partition_writer(
+        self, table: dg.AssetKey, days: Sequence[str], *, partition_column: str
+    ) -> PartitionWriter:
+        """A writer for an asset's OWN output, chunk by chunk; return it as the output (module docstring).
+
+        The IO manager finishes it on the same store: the lake resource and the IO manager's lake must be
+        one lake (``default_resources`` shares one object), which ``handle_output`` verifies.
+        """
+        return PartitionWriter(self.store(), _table(table), days=days, partition_column=partition_column)
+
 
 def _meta_value(value: Any) -> Any:
     return getattr(value, "value", value)
@@ -214,16 +241,31 @@ class HiveParquetIOManager(dg.ConfigurableIOManager):
     lake: LakeResource
 
     @retries_storage_errors  # an S3 outage is step-retried on every asset, not only those with a RetryPolicy
-    def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame | pl.LazyFrame | None) -> None:
+    def handle_output(
+        self, context: dg.OutputContext, obj: pl.DataFrame | pl.LazyFrame | PartitionWriter | None
+    ) -> None:
         if obj is None:
             return
-        frame = obj.collect() if isinstance(obj, pl.LazyFrame) else obj
         store = self.lake.store()
         table = table_prefix(context.asset_key)
+        if isinstance(obj, PartitionWriter):
+            self._finish_chunked(context, obj, store, table)
+            return
+        frame = obj.collect() if isinstance(obj, pl.LazyFrame) else obj
         if not context.has_asset_partitions:
+            # A whole table (no partitions) is one file, replaced in one atomic put (layout.table_file).
             payload = frame_to_parquet(frame)
-            store.put_bytes(f"{table}/data.parquet", payload)
-            context.add_output_metadata({"uri": store.uri(f"{table}/data.parquet"), "dagster/row_count": frame.height})
+            store.put_bytes(table_file(table), payload)
+            context.add_output_metadata(
+                {
+                    "dagster/uri": dg.MetadataValue.path(store.uri(table_file(table))),
+                    "dagster/row_count": frame.height,
+                    "parquet_bytes": len(payload),
+                    "dagster/column_schema": dg.TableSchema(
+                        columns=[dg.TableColumn(name, str(dtype)) for name, dtype in frame.schema.items()]
+                    ),
+                }
+            )
             return
         partition_column = context.definition_metadata.get("partition_expr")
         if not partition_column:
@@ -234,6 +276,40 @@ class HiveParquetIOManager(dg.ConfigurableIOManager):
         stats = write_partitions(
             store, table, frame, days=days, partition_column=partition_column, scope=scope, mode=mode
         )
+        self._record(context, store, table, days, stats, frame.height, frame.schema)
+
+    def _finish_chunked(self, context: dg.OutputContext, writer: PartitionWriter, store: LakeStore, table: str) -> None:
+        """An output already written chunk by chunk: settle its days, as ``write_partitions`` would."""
+        days = list(context.asset_partition_keys) if context.has_asset_partitions else []
+        if writer.store is not store or writer.table != table or writer.days != days:
+            raise dg.DagsterInvariantViolationError(
+                f"{table}: a chunked output must be written to this IO manager's lake, table and partitions "
+                f"(got {writer.table} for {len(writer.days)} day(s) on {writer.store.uri('')}, expected {len(days)} "
+                f"day(s) on {store.uri('')}); give the asset's lake resource and the IO manager the same LakeResource"
+            )
+        if context.definition_metadata.get("partition_expr") != writer.partition_column:
+            raise dg.DagsterInvariantViolationError(
+                f"{table}: chunks were written by {writer.partition_column!r}, the asset's partition_expr is "
+                f"{context.definition_metadata.get('partition_expr')!r}"
+            )
+        scope = str(_meta_value(context.output_metadata.get(SCOPE_KEY, SCOPE_ALL)))
+        mode = str(context.definition_metadata.get(WRITE_MODE_KEY, WRITE_KEEP))
+        stats = writer.finish(scope=scope, mode=mode)
+        assert writer.schema is not None  # finish() refuses a writer that never received a chunk
+        self._record(context, store, table, days, stats, writer.rows, writer.schema, chunks=writer.chunks)
+
+    def _record(
+        self,
+        context: dg.OutputContext,
+        store: LakeStore,
+        table: str,
+        days: list[str],
+        stats: dict[str, Any],
+        rows: int,
+        schema: pl.Schema,
+        *,
+        chunks: int | None = None,
+    ) -> None:
         if stats["kept"]:
             context.log.warning(
                 f"{table}: kept {len(stats['kept'])} stored instrument-day file(s) this run produced no rows for "
@@ -242,7 +318,8 @@ class HiveParquetIOManager(dg.ConfigurableIOManager):
         context.add_output_metadata(
             {
                 "dagster/uri": dg.MetadataValue.path(store.uri(partition_dir(table, days[0]) if len(days) == 1 else table)),
-                "dagster/row_count": frame.height,
+                "dagster/row_count": rows,
+                **({} if chunks is None else {"chunks_written": chunks}),
                 "parquet_bytes": stats["bytes_written"],
                 "files_written": stats["files_written"],
                 "stale_files_deleted": stats["files_deleted"],
@@ -251,7 +328,7 @@ class HiveParquetIOManager(dg.ConfigurableIOManager):
                     "\n".join(f"- {k}" for k in stats["kept"][:100]) or "none"
                 ),
                 "dagster/column_schema": dg.TableSchema(
-                    columns=[dg.TableColumn(name, str(dtype)) for name, dtype in frame.schema.items()]
+                    columns=[dg.TableColumn(name, str(dtype)) for name, dtype in schema.items()]
                 ),
             }
         )
@@ -265,7 +342,7 @@ class HiveParquetIOManager(dg.ConfigurableIOManager):
         wanted = _wanted(context.dagster_type.typing_type)
         if not context.has_asset_partitions:
             lf = pl.scan_parquet(
-                store.uri(f"{table}/data.parquet"), glob=False, storage_options=store.polars_storage_options
+                store.uri(table_file(table)), glob=False, storage_options=store.polars_storage_options
             )
             return lf if wanted == "lazy" else lf.collect()
         missing_mode = str(meta.get(MISSING_KEY, MISSING_ERROR))

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -41,6 +42,7 @@ SCOPE_ALL = "all"
 WRITE_KEEP = "keep"
 WRITE_EXACT = "exact"
 INSTRUMENT_COLUMNS = ("market", "symbol")
+WRITE_THREADS = 4  # instrument-day files encoded and stored at once by one writer
 
 
 class MissingPartitionsError(LakeError):
@@ -144,70 +146,186 @@ def write_partitions(
     """Persist ``frame`` as the given daily partitions of ``table``; returns per-day write stats.
 
     ``mode`` is ``keep`` or ``exact`` (module docstring); ``scope`` (``all`` or ``market:SYMBOL,…``)
-    limits what ``exact`` may delete to the instruments the run was asked about.
+    limits what ``exact`` may delete to the instruments the run was asked about. One frame is one
+    chunk of a ``PartitionWriter``.
     """
-    if mode not in (WRITE_KEEP, WRITE_EXACT):
-        raise ValueError(f"{table}: unknown write mode {mode!r}; expected {WRITE_KEEP!r} or {WRITE_EXACT!r}")
-    missing = [c for c in (*INSTRUMENT_COLUMNS, partition_column) if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{table}: output frame lacks column(s) {missing}; every table row carries market and symbol")
-    frame = frame.with_columns(__day=_day_expr(frame, partition_column).cast(pl.String))
-    stray = frame.filter(~pl.col("__day").is_in(days))
-    if stray.height:
-        sample = stray.select("__day").unique().head(5).to_series().to_list()
-        raise ValueError(f"{table}: {stray.height} rows fall outside the partitions being written {days[:3]}…: days {sample}")
-    data_cols = [c for c in frame.columns if c not in ("__day", "date")]
-    scoped_files = None if scope == SCOPE_ALL else {
-        instrument_file(*key.split(":", 1)) for key in scope.split(",") if key
-    }
-    stats: dict[str, Any] = {
-        "files_written": 0, "bytes_written": 0, "files_deleted": 0, "rows_by_day": {}, "kept": [],
-    }
-    by_day = {key[0]: part for key, part in frame.partition_by("__day", as_dict=True, maintain_order=True).items()}
-    for day in days:
-        prefix = partition_dir(table, day)
-        part = by_day.get(day)
-        written: set[str] = set()
-        if part is not None:
-            for (market, symbol), rows in part.partition_by(list(INSTRUMENT_COLUMNS), as_dict=True, maintain_order=True).items():
-                name = instrument_file(str(market), str(symbol))
-                payload = frame_to_parquet(rows.select(data_cols))
-                store.put_bytes(f"{prefix}/{name}", payload)
-                written.add(name)
-                stats["files_written"] += 1
-                stats["bytes_written"] += len(payload)
-        existing = {k.rsplit("/", 1)[-1] for k in store.list_keys(prefix) if k.endswith(".parquet")}
-        if mode == WRITE_KEEP:
-            # Never replaced by nothing: only the empty-day marker may go.
-            stale = {EMPTY_FILE} if written else set()
-            stats["kept"].extend(
-                f"{day} {name.removesuffix('.parquet').replace('-', ':', 1)}"
-                for name in sorted(existing - written - {EMPTY_FILE})
-                if scoped_files is None or name in scoped_files
-            )
-        else:
-            stale = {
-                name for name in existing - written
-                if scoped_files is None or name in scoped_files or name == EMPTY_FILE
-            }
-        if written:
-            stale.add(EMPTY_FILE)
-        stale &= existing
-        if not written and not (existing - stale):
-            # A day with no rows still gets a schema-carrying file, so loads and SQL see an empty day, not a hole.
-            store.put_bytes(f"{prefix}/{EMPTY_FILE}", frame_to_parquet(frame.select(data_cols).clear()))
-            stale.discard(EMPTY_FILE)
-        if stale:
-            store.delete_keys([f"{prefix}/{name}" for name in sorted(stale)])
-            stats["files_deleted"] += len(stale)
-        store.sweep_temporaries(prefix)
-        stats["rows_by_day"][day] = 0 if part is None else part.height
-    return stats
+    writer = PartitionWriter(store, table, days=days, partition_column=partition_column)
+    writer.write(frame)
+    return writer.finish(scope=scope, mode=mode)
+
+
+class PartitionWriter:
+    """Writes a run's daily partitions chunk by chunk, so the run's whole range never sits in memory.
+
+    ``write`` persists one chunk's instrument-day files as it comes (each file atomically, as
+    ``write_partitions`` always did); ``finish`` then does what only the whole run can decide, per
+    day: the empty-day marker, and under ``exact`` the deletion of in-scope files no chunk wrote.
+    The files are those of one ``write_partitions`` call over the concatenated chunks, byte for byte,
+    because every file is one instrument-day and a chunk holds whole instrument-days.
+
+    A run that stops between chunks (a blocked check, a crash) leaves the chunks already written:
+    each is a complete, checked instrument-day file, as a re-run would write it. Nothing is deleted
+    before ``finish``, so a stopped run never loses stored data.
+    """
+
+    def __init__(self, store: LakeStore, table: str, *, days: Sequence[str], partition_column: str) -> None:
+        self.store = store
+        self.table = table
+        self.days = list(days)
+        self.partition_column = partition_column
+        self.rows = 0
+        self.schema: pl.Schema | None = None  # the data columns, from the first chunk
+        self.chunks = 0
+        self._written: dict[str, set[str]] = {day: set() for day in self.days}
+        self._stats: dict[str, Any] = {
+            "files_written": 0, "bytes_written": 0, "files_deleted": 0,
+            "rows_by_day": dict.fromkeys(self.days, 0), "kept": [],
+        }
+        self._finished = False
+
+    def write(self, frame: pl.DataFrame) -> None:
+        """Persist one chunk: a file per (day, instrument) it holds rows for."""
+        if self._finished:
+            raise RuntimeError(f"{self.table}: chunk written after finish()")
+        table, days = self.table, self.days
+        missing = [c for c in (*INSTRUMENT_COLUMNS, self.partition_column) if c not in frame.columns]
+        if missing:
+            raise ValueError(f"{table}: output frame lacks column(s) {missing}; every table row carries market and symbol")
+        frame = frame.with_columns(__day=_day_expr(frame, self.partition_column).cast(pl.String))
+        stray = frame.filter(~pl.col("__day").is_in(days))
+        if stray.height:
+            sample = stray.select("__day").unique().head(5).to_series().to_list()
+            raise ValueError(f"{table}: {stray.height} rows fall outside the partitions being written {days[:3]}…: days {sample}")
+        data_cols = [c for c in frame.columns if c not in ("__day", "date")]
+        schema = frame.select(data_cols).schema
+        if self.schema is None:
+            self.schema = schema
+        elif schema != self.schema:
+            raise ValueError(f"{table}: chunk columns {dict(schema)} differ from the first chunk's {dict(self.schema)}")
+        self.chunks += 1
+        self.rows += frame.height
+        frame, groups = _instrument_days(frame)
+        files: list[tuple[str, str, pl.DataFrame]] = []
+        for day, market, symbol, first, rows in groups.iter_rows():
+            self._stats["rows_by_day"][day] += rows
+            files.append((day, instrument_file(market, symbol), frame.slice(first, rows).select(data_cols)))
+
+        def put(file: tuple[str, str, pl.DataFrame]) -> int:
+            day, name, rows = file
+            payload = frame_to_parquet(rows)
+            self.store.put_bytes(f"{partition_dir(table, day)}/{name}", payload)
+            return len(payload)
+
+        # A universe run writes thousands of small files: encoding (pyarrow) and the atomic put (fsync, or an
+        # S3 PUT) release the GIL, so a few threads overlap them. Each file is still written atomically.
+        with ThreadPoolExecutor(max_workers=max(1, min(WRITE_THREADS, len(files)))) as pool:
+            sizes = list(pool.map(put, files))
+        for (day, name, _), size in zip(files, sizes, strict=True):
+            self._written[day].add(name)
+            self._stats["files_written"] += 1
+            self._stats["bytes_written"] += size
+
+    def finish(self, *, scope: str = SCOPE_ALL, mode: str = WRITE_KEEP) -> dict[str, Any]:
+        """Settle every day of the run (empty-day markers, ``exact`` deletions); returns the run's write stats."""
+        if mode not in (WRITE_KEEP, WRITE_EXACT):
+            raise ValueError(f"{self.table}: unknown write mode {mode!r}; expected {WRITE_KEEP!r} or {WRITE_EXACT!r}")
+        if self.schema is None:
+            raise ValueError(f"{self.table}: no chunk was written, so an empty day has no columns; write an empty frame")
+        self._finished = True
+        store, stats = self.store, self._stats
+        scoped_files = None if scope == SCOPE_ALL else {
+            instrument_file(*key.split(":", 1)) for key in scope.split(",") if key
+        }
+        for day in self.days:
+            prefix = partition_dir(self.table, day)
+            written = self._written[day]
+            existing = {k.rsplit("/", 1)[-1] for k in store.list_keys(prefix) if k.endswith(".parquet")}
+            if mode == WRITE_KEEP:
+                # Never replaced by nothing: only the empty-day marker may go.
+                stale = {EMPTY_FILE} if written else set()
+                stats["kept"].extend(
+                    f"{day} {name.removesuffix('.parquet').replace('-', ':', 1)}"
+                    for name in sorted(existing - written - {EMPTY_FILE})
+                    if scoped_files is None or name in scoped_files
+                )
+            else:
+                stale = {
+                    name for name in existing - written
+                    if scoped_files is None or name in scoped_files or name == EMPTY_FILE
+                }
+            if written:
+                stale.add(EMPTY_FILE)
+            stale &= existing
+            if not written and not (existing - stale):
+                # A day with no rows still gets a schema-carrying file, so loads and SQL see an empty day, not a hole.
+                store.put_bytes(f"{prefix}/{EMPTY_FILE}", frame_to_parquet(pl.DataFrame(schema=self.schema)))
+                stale.discard(EMPTY_FILE)
+            if stale:
+                store.delete_keys([f"{prefix}/{name}" for name in sorted(stale)])
+                stats["files_deleted"] += len(stale)
+            store.sweep_temporaries(prefix)
+        return stats
+
+
+#: Above this many days, a read lists the whole table once instead of once per day: an unpartitioned asset
+#: reading every partition of a daily table (silver/instruments over bronze/exchange_info) asks for years.
+LIST_TABLE_ABOVE_DAYS = 62
+
+
+def _instrument_days(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """``frame`` with each (day, instrument)'s rows contiguous, and per group its first row and row count.
+
+    Slices of one frame are views, not copies: a chunk of thousands of instrument-days is written without
+    holding it twice (``partition_by`` would copy every group). A frame sorted by instrument and time (every
+    table's natural order) is used as is; any other is stably sorted once, so each file keeps its rows'
+    order.
+    """
+    keys = ["__day", *INSTRUMENT_COLUMNS]
+
+    def groups_of(f: pl.DataFrame) -> pl.DataFrame:
+        return (
+            f.lazy().select(keys).with_row_index("__row")
+            .group_by(keys, maintain_order=True)
+            .agg(first=pl.col("__row").min(), last=pl.col("__row").max(), rows=pl.len())
+            .collect()
+        )
+
+    groups = groups_of(frame)
+    if not (groups["last"] - groups["first"] + 1 == groups["rows"]).all():
+        frame = frame.sort([*INSTRUMENT_COLUMNS, "__day"], maintain_order=True)
+        groups = groups_of(frame)
+    return frame, groups.select(*keys, "first", "rows")
 
 
 def stored_day_keys(store: LakeStore, table: str, days: Sequence[str]) -> dict[str, list[str]]:
     """The Parquet keys each day holds (an empty list: the day was never written)."""
-    return {day: [k for k in store.list_keys(partition_dir(table, day)) if k.endswith(".parquet")] for day in days}
+    if len(days) <= LIST_TABLE_ABOVE_DAYS:
+        return {day: [k for k in store.list_keys(partition_dir(table, day)) if k.endswith(".parquet")] for day in days}
+    found: dict[str, list[str]] = {day: [] for day in days}
+    head = f"{table}/date="
+    for key in store.list_keys(table):
+        if key.startswith(head) and key.endswith(".parquet"):
+            day = key[len(head) :].split("/", 1)[0]
+            if day in found:
+                found[day].append(key)
+    return found
+
+
+def table_file(table: str) -> str:
+    """The one Parquet file of an unpartitioned table, ``silver/instruments/instruments.parquet``.
+
+    A whole-table asset (no date partitions, e.g. the slowly changing silver/instruments) is rewritten
+    whole on each materialization, in one atomic put: a reader sees the old table or the new one.
+    """
+    return f"{table}/{table.rsplit('/', 1)[-1]}.parquet"
+
+
+def read_table_file(store: LakeStore, table: str, *, columns: Sequence[str] | None = None) -> pl.DataFrame | None:
+    """An unpartitioned table as stored (None: never written)."""
+    key = table_file(table)
+    if not store.exists(key):
+        return None
+    return pl.read_parquet(io.BytesIO(store.get_bytes(key)), columns=list(columns) if columns else None)
 
 
 def _scan(store: LakeStore, keys: list[str], columns: Sequence[str] | None) -> pl.LazyFrame:

@@ -16,6 +16,7 @@ import duckdb
 import polars as pl
 
 from lakehouse_assets import settings
+from lakehouse_assets.lake.layout import table_file
 from lakehouse_assets.lake.store import (
     DEFAULT_STORAGE,
     LakeStore,
@@ -48,13 +49,18 @@ def store_from_env() -> LakeStore:
     )
 
 
+def _partitioned(store: LakeStore, layer: str, table: str) -> bool:
+    return any(d.startswith("date=") for d in store.list_dirs(f"{layer}/{table}"))
+
+
 def discover_tables(store: LakeStore) -> list[tuple[str, str]]:
+    """Daily tables (``date=`` directories) and whole tables (one ``<table>.parquet``, layout.table_file)."""
     tables = []
     for layer in store.list_dirs(""):
         for table in store.list_dirs(layer):
             if table in _RAW_DIRS:
                 continue
-            if any(d.startswith("date=") for d in store.list_dirs(f"{layer}/{table}")):
+            if _partitioned(store, layer, table) or store.exists(table_file(f"{layer}/{table}")):
                 tables.append((layer, table))
     return tables
 
@@ -79,7 +85,9 @@ def attach_lake(con: duckdb.DuckDBPyConnection, store: LakeStore) -> list[str]:
     for layer, table in discover_tables(store):
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(layer)}")
         view = f"{_quote(layer)}.{_quote(table)}"
-        if isinstance(store, LocalStore):
+        if not _partitioned(store, layer, table):
+            _attach_file(con, store, view, table_file(f"{layer}/{table}"), f"__lake_{layer}_{table}")
+        elif isinstance(store, LocalStore):
             glob = (_glob_literal(store.uri(f"{layer}/{table}")) + "/*/*.parquet").replace("'", "''")
             con.execute(
                 f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM read_parquet('{glob}', hive_partitioning = true, "
@@ -103,6 +111,20 @@ def attach_lake(con: duckdb.DuckDBPyConnection, store: LakeStore) -> list[str]:
             raise TypeError(f"unsupported store {type(store).__name__}")
         names.append(f"{layer}.{table}")
     return names
+
+
+def _attach_file(con: duckdb.DuckDBPyConnection, store: LakeStore, view: str, key: str, arrow_name: str) -> None:
+    """A view over a whole (unpartitioned) table: its one Parquet file."""
+    if isinstance(store, LocalStore):
+        path = _glob_literal(store.uri(key)).replace("'", "''")
+        con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM read_parquet('{path}')")
+    elif isinstance(store, S3Store):
+        import pyarrow.dataset as ds
+
+        con.register(arrow_name, ds.dataset(store.pyarrow_path(key), filesystem=store.pyarrow_filesystem(), format="parquet"))
+        con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM {_quote(arrow_name)}")
+    else:  # pragma: no cover - only two backends exist
+        raise TypeError(f"unsupported store {type(store).__name__}")
 
 
 def connect(store: LakeStore | None = None) -> duckdb.DuckDBPyConnection:

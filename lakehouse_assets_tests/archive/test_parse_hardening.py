@@ -24,7 +24,7 @@ from lakehouse_assets.funding.parse import parse_funding_month_zip
 from lakehouse_assets.instruments import Instrument
 from lakehouse_assets.klines.parse import ArchiveFileError, parse_klines_csv, parse_klines_zip
 from lakehouse_assets_tests.harness import failure_text, resources, run_klines
-from lakehouse_assets_tests.samples import CM, DATA, SPOT, UM, rewrite_zip_csv, write_checksum
+from lakehouse_assets_tests.samples import CM, DATA, SPOT, UM, contract_size, rewrite_zip_csv, write_checksum
 
 MIB = 1024 * 1024
 
@@ -166,7 +166,8 @@ def test_a_short_row_is_named_in_every_file_shape(
     zip_name = name.removesuffix(".csv") + ".zip"
     error = refusal(
         lambda: parse_klines_zip(
-            rezip(name, damaged), instrument=instrument, interval=interval, day=day, file_name=zip_name
+            rezip(name, damaged), instrument=instrument, interval=interval, day=day, file_name=zip_name,
+            contract_size=contract_size(instrument),
         )
     )
     shown = original.rsplit(b",", 1)[0].decode()

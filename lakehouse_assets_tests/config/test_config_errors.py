@@ -111,7 +111,7 @@ def test_a_config_typo_inside_a_run_fails_once_and_is_never_retried(tmp_path: Pa
         assert data.user_failure_data.description == (
             "configuration error: LAKEHOUSE_SYMBOLS='spot:BTCUSDT,xx:BTC': unknown market 'xx' for symbol 'BTC'; "
             "expected one of spot, um, cm; a universe is comma-separated market:SYMBOL entries (market spot, um, cm), "
-            "e.g. 'spot:BTCUSDT,um:BTCUSDT'"
+            "market:PATTERN globs (* and ?) and !exclusions, e.g. 'um:BTCUSDT,spot:*USDT,!leveraged'"
         )
     assert not (tmp_path / "lake").exists()
 

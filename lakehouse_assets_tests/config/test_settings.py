@@ -15,13 +15,15 @@ import pytest
 from lakehouse_assets import settings
 from lakehouse_assets.instruments import Instrument, parse_universe
 from lakehouse_assets.settings import ConfigError
+from lakehouse_assets.universe.selection import parse_spec
 from lakehouse_assets_tests.samples import REPO
 
 PACKAGE = REPO / "lakehouse_assets"
 NO_DOTENV = Path("/nonexistent/.env")
 
 UNIVERSE_HINT = (
-    "; a universe is comma-separated market:SYMBOL entries (market spot, um, cm), e.g. 'spot:BTCUSDT,um:BTCUSDT'"
+    "; a universe is comma-separated market:SYMBOL entries (market spot, um, cm), market:PATTERN globs (* and ?) "
+    "and !exclusions, e.g. 'um:BTCUSDT,spot:*USDT,!leveraged'"
 )
 CAPS_HINT = (
     "; expected comma-separated caps: a bare number (the default) and/or market:SYMBOL=number, each > 0, "
@@ -45,7 +47,7 @@ def test_defaults_are_the_documented_ones_and_come_from_default() -> None:
         "LAKEHOUSE_S3_MAX_ATTEMPTS": 8,
         "LAKEHOUSE_S3_TIMEOUT_SECONDS": 60,
         "LAKEHOUSE_ARCHIVE_URL": "https://data.binance.vision",
-        "LAKEHOUSE_SYMBOLS": parse_universe("spot:BTCUSDT,spot:ETHUSDT,um:BTCUSDT,cm:BTCUSD_PERP"),
+        "LAKEHOUSE_SYMBOLS": parse_spec("spot:BTCUSDT,spot:ETHUSDT,um:BTCUSDT,cm:BTCUSD_PERP"),
         "LAKEHOUSE_START_DATE": "2020-01-01",
         "LAKEHOUSE_DAYS_PER_RUN": 31,
         "LAKEHOUSE_RETRY_MAX": 3,
@@ -287,7 +289,7 @@ def test_values_are_parsed_and_blanks_stripped() -> None:
         LAKEHOUSE_ARCHIVE_URL="file:///srv/mirror",
     )
     assert current.errors == []
-    assert current["LAKEHOUSE_SYMBOLS"] == [
+    assert current["LAKEHOUSE_SYMBOLS"].exact == [
         Instrument("spot", "BTCUSDT"), Instrument("um", "ETHUSDT"), Instrument("cm", "BTCUSD_PERP")
     ]
     assert (current["LAKEHOUSE_DAYS_PER_RUN"], current["LAKEHOUSE_REST_FILL"]) == (7, False)
@@ -320,7 +322,7 @@ def test_sources_env_dotenv_and_default(tmp_path: Path) -> None:
     }
     # The lakehouse command applies .env over the environment, as `dagster dev` does.
     applied = settings.load(env, dotenv_file=dotenv, dotenv_overrides=True)
-    assert applied["LAKEHOUSE_SYMBOLS"] == [Instrument("spot", "BTCUSDT")]
+    assert applied["LAKEHOUSE_SYMBOLS"].exact == [Instrument("spot", "BTCUSDT")]
     assert applied.source("LAKEHOUSE_SYMBOLS") == ".env"
     assert applied["LAKEHOUSE_UI_URL"] == "http://ui.example:3000"
 

@@ -109,3 +109,27 @@ def test_synthetic_mirror_is_servable_by_the_client(tmp_path: Path) -> None:
     path = INSTRUMENTS[0].daily_klines_path("1m", DAYS[0])
     digest = parse_checksum(client.fetch(path + ".CHECKSUM"), expected_name=path)
     assert hashlib.sha256(client.fetch(path)).hexdigest() == digest
+
+
+def test_monthly_files_hold_the_same_bars_as_the_daily_ones(tmp_path: Path) -> None:
+    from lakehouse_assets.archive.listing import ArchiveListing
+    from lakehouse_assets.archive.plan import monthly_klines_path
+
+    spot = INSTRUMENTS[0]
+    both, monthly_only = tmp_path / "both", tmp_path / "monthly"
+    write_synthetic_mirror(both, [spot], DAYS, seed=7, periods=("daily", "monthly"))
+    write_synthetic_mirror(monthly_only, [spot], DAYS, seed=7, periods=("monthly",))
+    with ArchiveListing(both.as_uri()) as listing:
+        months = listing.kline_files("spot", "BTCUSDT", "1m", "monthly")
+    assert [(m.month, m.has_checksum) for m in months] == [("2024-02", True), ("2024-03", True)]
+    for month, days in ((date(2024, 2, 1), DAYS[:2]), (date(2024, 3, 1), DAYS[2:])):
+        zip_path = both / monthly_klines_path(spot, "1m", month)
+        checksum = zip_path.with_name(zip_path.name + ".CHECKSUM").read_bytes()
+        assert parse_checksum(checksum, expected_name=zip_path.name) == hashlib.sha256(zip_path.read_bytes()).hexdigest()
+        with zipfile.ZipFile(zip_path) as archive:
+            (info,) = archive.infolist()
+            assert info.filename == zip_path.name.replace(".zip", ".csv")
+            text = archive.read(info)
+        assert text == b"".join(read_day(both, spot, day)[0] for day in days)  # the daily files' rows, in day order
+        assert (monthly_only / monthly_klines_path(spot, "1m", month)).read_bytes() == zip_path.read_bytes()
+    assert not (monthly_only / "data/spot/daily").exists()

@@ -1,4 +1,4 @@
-"""``parse_exchange_info`` on real Binance answers (spot 2023, USD-M 2021) and a synthetic COIN-M one.
+"""``parse_exchange_info`` on real Binance answers (spot 2023, USD-M 2021, COIN-M 2020) and synthetic COIN-M ones.
 
 The real files are the ones recorded in ``data/binance/PROVENANCE.md``; the expected values below
 were read from those files, so a parser that drifts from Binance's actual wire format fails here.
@@ -17,11 +17,14 @@ import polars as pl
 import pytest
 
 from lakehouse_assets.exchange.exchange_info import SCHEMA, ExchangeInfoError, parse_exchange_info
-from lakehouse_assets.instruments import coinm_contract_size_usd
+from lakehouse_assets.instruments import Instrument
+from lakehouse_assets.universe.contract_sizes import contract_sizes
 
 API = Path(__file__).resolve().parents[1] / "data" / "binance" / "api"
 UM_2021 = API / "izzortsi+rezbot" / "exchangeInfo.json"
 SPOT_2023_GZ = API / "SwapLandExchange+Statics" / "exchangeInfo.json.gz"
+CM_2020 = API / "dvcrn+binance.ex" / "exchangeInfo.json"  # real, recorded 2020-08-18 (PROVENANCE.md)
+CM_SYNTHETIC = API / "SYNTHETIC" / "dapi-v1-exchangeInfo.SYNTHETIC.json"  # what the REST stand-in serves
 
 
 def _utc(*args: int) -> datetime:
@@ -175,11 +178,57 @@ def test_coinm_synthetic_answer() -> None:
     assert _row(df, "ETHUSD_PERP")["tick_size"] == 0.01
 
 
-def test_coinm_contract_size_matches_hard_coded_face_values() -> None:
-    """Issue #11 retires ``coinm_contract_size_usd``; until then both sources must agree."""
-    df = parse_exchange_info(json.dumps(_synthetic_coinm_answer()).encode(), market="cm", source="synthetic-cm")
-    for symbol, size in df.select("symbol", "contract_size").iter_rows():
-        assert size == coinm_contract_size_usd(symbol), symbol
+def test_coinm_2020_real_answer() -> None:
+    """The one real COIN-M answer bundled (a VCR cassette of dapi.binance.com, 2020-08-18): byte-exact and parsed."""
+    raw = CM_2020.read_bytes()
+    assert len(raw) == 8222  # the Content-Length Binance sent
+    assert hashlib.sha256(raw).hexdigest() == "7d177707dee517c1cda94f32a66b8aa73a7247e3995920def160b330de414c0d"
+    df = parse_exchange_info(raw, market="cm", source="cm-2020")
+    assert df.schema == pl.Schema(SCHEMA)
+    assert df.select("symbol", "contract_type", "kind", "contract_size", "status", "base", "tick_size").rows() == [
+        ("BTCUSD_200925", "CURRENT_QUARTER", "delivery", 100.0, "TRADING", "BTC", 0.1),
+        ("BTCUSD_201225", "NEXT_QUARTER", "delivery", 100.0, "TRADING", "BTC", 0.1),
+        ("BTCUSD_PERP", "PERPETUAL", "perpetual", 100.0, "TRADING", "BTC", 0.1),
+        ("ETHUSD_200925", "CURRENT_QUARTER", "delivery", 10.0, "TRADING", "ETH", 0.01),
+        ("ETHUSD_201225", "NEXT_QUARTER", "delivery", 10.0, "TRADING", "ETH", 0.01),
+        ("ETHUSD_PERP", "PERPETUAL", "perpetual", 10.0, "TRADING", "ETH", 0.01),
+        ("ADAUSD_200925", "CURRENT_QUARTER", "delivery", 10.0, "TRADING", "ADA", 0.00001),
+        ("LINKUSD_200925", "CURRENT_QUARTER", "delivery", 10.0, "TRADING", "LINK", 0.001),
+    ]
+    assert df["server_time"].unique().to_list() == [_utc(2020, 8, 18, 10, 10, 15, 659000)]  # the answer's Date header
+    assert _row(df, "BTCUSD_PERP")["onboard_date"] == _utc(2020, 8, 10, 7)  # onboardDate 1597042800000
+    assert _row(df, "BTCUSD_200925")["delivery_date"] == _utc(2020, 9, 25, 8)  # deliveryDate 1601020800000
+
+
+def _retired_table(symbol: str) -> float:
+    """The hard-coded face values exchangeInfo replaced (``instruments.coinm_contract_size_usd`` before issue 11):
+    100 USD for ``BTCUSD_*`` contracts, 10 USD for every other COIN-M contract."""
+    return 100.0 if symbol.startswith("BTCUSD_") else 10.0
+
+
+def test_contract_sizes_from_real_exchange_info_equal_the_retired_hard_coded_values() -> None:
+    """Evidence, not plumbing: Binance's own 2020 answer gives every one of its 8 contracts the size the retired
+    table gave it (BTCUSD_* 100, ETHUSD_*, ADAUSD_*, LINKUSD_* 10)."""
+    real = parse_exchange_info(CM_2020.read_bytes(), market="cm", source="cm-2020")
+    instruments = [Instrument("cm", s) for s in real["symbol"]]
+    sizes = contract_sizes(real, instruments)
+    assert {i.symbol: s for i, s in sizes.items()} == {
+        "BTCUSD_200925": 100.0, "BTCUSD_201225": 100.0, "BTCUSD_PERP": 100.0, "ETHUSD_200925": 10.0,
+        "ETHUSD_201225": 10.0, "ETHUSD_PERP": 10.0, "ADAUSD_200925": 10.0, "LINKUSD_200925": 10.0,
+    }  # fmt: skip
+    assert all(size == _retired_table(i.symbol) for i, size in sizes.items())
+
+
+def test_contract_sizes_from_the_synthetic_answer_equal_the_retired_values() -> None:
+    """The SYNTHETIC answer the stand-in serves (ADAUSD_PERP, the 2022 quarterlies): its sizes are copies of the
+    real 2020 ones, so this only proves the plumbing from answer to lookup, not a fact about Binance."""
+    synthetic = parse_exchange_info(CM_SYNTHETIC.read_bytes(), market="cm", source="synthetic")
+    sizes = contract_sizes(synthetic, [Instrument("cm", s) for s in synthetic["symbol"]])
+    assert {i.symbol: s for i, s in sizes.items()} == {
+        "BTCUSD_221230": 100.0, "BTCUSD_230331": 100.0, "BTCUSD_PERP": 100.0, "ETHUSD_221230": 10.0,
+        "ETHUSD_PERP": 10.0, "ADAUSD_PERP": 10.0,
+    }  # fmt: skip
+    assert all(size == _retired_table(i.symbol) for i, size in sizes.items())
 
 
 def _um_answer(**overrides: Any) -> dict[str, Any]:

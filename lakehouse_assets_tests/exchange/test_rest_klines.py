@@ -12,7 +12,7 @@ from lakehouse_assets.exchange.client import RestAccessError, rebase_urls, resol
 from lakehouse_assets.instruments import MARKETS, Instrument
 from lakehouse_assets.klines.gapfill import REASON_NO_DATA, fill_gaps
 from lakehouse_assets.klines.rest import RestKlinesClient, RestSettings
-from lakehouse_assets_tests.samples import CM, SPOT, UM, real_day, spot_1h_february_2020, utc, without
+from lakehouse_assets_tests.samples import CM, SPOT, UM, contract_size, real_day, spot_1h_february_2020, utc, without
 from lakehouse_dev.fakes.rest_server import BinanceRestServer
 
 MINUTE_MS = 60_000
@@ -23,7 +23,8 @@ def make_client(server: BinanceRestServer, **overrides: object) -> tuple[RestKli
     waits: list[float] = []
     options: dict = {"backoff_seconds": 0.01, "max_attempts": 3, **overrides}
     settings = RestSettings(base_urls={m: server.base_url for m in MARKETS}, **options)
-    return RestKlinesClient(settings, sleep=waits.append), waits
+    # COIN-M sizes as the gap-fill asset gets them: exchangeInfo's contractSize (the stand-in's answer)
+    return RestKlinesClient(settings, sleep=waits.append, contract_size=contract_size), waits
 
 
 def ms(moment: datetime) -> int:

@@ -137,6 +137,8 @@ def test_report_on_complete_real_days(spot_days: pl.DataFrame) -> None:
             "completeness": 1.0,
             "missing_minutes": 0,
             "missing_ranges": "",
+            "status": "expected",
+            "not_trading": "",
         }
         for day in days
     ]
@@ -183,7 +185,7 @@ def test_report_counts_distinct_bars_not_rows(spot_days: pl.DataFrame) -> None:
     assert report.row(0, named=True) | {"completeness": None} == {
         "market": "spot", "symbol": "BTCUSDT", "date": date(2020, 1, 1), "rows": 1440,
         "expected": 1440, "completeness": None, "missing_minutes": 1,
-        "missing_ranges": "06:00 (1)",
+        "missing_ranges": "06:00 (1)", "status": "expected", "not_trading": "",
     }  # fmt: skip
 
 

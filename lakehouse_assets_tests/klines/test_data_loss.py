@@ -1,4 +1,5 @@
-"""A re-run never deletes good data because of a bad moment upstream, and never stores what is not a zip.
+"""A re-run never deletes good data because of a bad moment upstream or a listing that forgets a file, and
+never stores what is not a zip.
 
 Real files from the bundled sample, served by the local archive and REST stand-ins on 127.0.0.1,
 run through the project's bronze, silver and gap-fill assets on a temporary Dagster instance.
@@ -6,6 +7,7 @@ run through the project's bronze, silver and gap-fill assets on a temporary Dags
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -30,20 +32,29 @@ from lakehouse_dev.fakes.archive_server import ArchiveServer
 ZIP_0102 = "data/spot/daily/klines/BTCUSDT/1m/BTCUSDT-1m-2020-01-02.zip"
 
 
-def test_a_404_or_an_outage_on_a_rerun_keeps_the_stored_verified_day(tmp_path, archive_server, rest_server):
+def test_a_404_an_outage_or_a_forgetful_listing_on_a_rerun_keeps_the_stored_verified_day(tmp_path, mirror, rest_server):
+    """Re-downloads follow the listing: a stored file is asked for again only when its listing entry changes.
+    Then the CDN may lose it (404) or fail (503); later the listing may forget it: the stored copy stays in use."""
     lake = tmp_path / "lake"
-    res = resources(lake, archive_server.base_url, "spot:BTCUSDT", rest_url=rest_server.base_url)
-    with dg.instance_for_test() as instance:
+    zip_path = mirror / ZIP_0102
+    with ArchiveServer(mirror) as server, dg.instance_for_test() as instance:
+        res = resources(lake, server.base_url, "spot:BTCUSDT", rest_url=rest_server.base_url)
         assert run_klines(res, "2020-01-01", "2020-01-02", instance).success
         assert run_gapfill(res, "2020-01-01", "2020-01-02", instance).success
         silver_before = table(lake, "silver/klines", "2020-01-02")
         filled_before = table(lake, FILLED, "2020-01-02")
         assert silver_before.height == 1440 and filled_before.height == 1440
 
-        # The CDN loses the file (zip and CHECKSUM) and the REST API is down as well.
-        archive_server.inject("BTCUSDT-1m-2020-01-02.zip", status=404, times=1000)
+        # The listing shows a new Last-Modified for the file (as after a re-upload), but the CDN has lost it
+        # (zip and CHECKSUM answer 404), and the REST API is down as well.
+        modified = zip_path.stat().st_mtime + 3600
+        os.utime(zip_path, (modified, modified))
+        server.inject("BTCUSDT-1m-2020-01-02.zip", status=404, times=1000)
         rest_server.fail("klines", 500, times=1000)
+        server.clear_requests()
         assert run_klines(res, "2020-01-01", "2020-01-02", instance).success
+        # only the changed file is asked for (the CHECKSUM, then the zip: both 404); the unchanged day not at all
+        assert server.count("GET", "BTCUSDT-1m-2020-01-02.zip") == 2 and server.count("GET", "2020-01-01") == 0
         assert run_gapfill(res, "2020-01-01", "2020-01-02", instance).success
         manifest = table(lake, "bronze/klines_archive", "2020-01-02").row(0, named=True)
         assert manifest["checksum_status"] == "verified" and manifest["upstream_status"] == "not_found"
@@ -52,11 +63,23 @@ def test_a_404_or_an_outage_on_a_rerun_keeps_the_stored_verified_day(tmp_path, a
         assert table(lake, FILLED, "2020-01-02").equals(filled_before)
 
         # An outage longer than the client's retries (503 on every request) keeps it as well.
-        archive_server.clear_faults()
-        archive_server.inject("BTCUSDT-1m-2020-01-02.zip", status=503, times=1000)
+        server.clear_faults()
+        server.inject("BTCUSDT-1m-2020-01-02.zip", status=503, times=1000)
         assert run_klines(res, "2020-01-01", "2020-01-02", instance).success
         manifest = table(lake, "bronze/klines_archive", "2020-01-02").row(0, named=True)
         assert (manifest["checksum_status"], manifest["upstream_status"]) == ("verified", "fetch_failed")
+        assert table(lake, "silver/klines", "2020-01-02").equals(silver_before)
+
+        # The listing forgets the file (zip and CHECKSUM): it is never asked for, and the stored copy stays in use.
+        for name in (zip_path.name, zip_path.name + ".CHECKSUM"):
+            (zip_path.parent / name).rename(tmp_path / name)
+        server.clear_requests()
+        assert run_klines(res, "2020-01-01", "2020-01-02", instance).success
+        assert server.count("GET", "BTCUSDT-1m-2020-01-02") == 0
+        manifest = table(lake, "bronze/klines_archive", "2020-01-02").row(0, named=True)
+        assert (manifest["checksum_status"], manifest["upstream_status"]) == ("verified", "not_listed")
+        assert manifest["lake_path"] == f"bronze/binance/{ZIP_0102}"
+        assert (lake / "bronze/binance" / ZIP_0102).read_bytes() == (tmp_path / zip_path.name).read_bytes()
         assert table(lake, "silver/klines", "2020-01-02").equals(silver_before)
     # The untouched day was fetched and verified normally throughout.
     assert table(lake, "bronze/klines_archive", "2020-01-01")["upstream_status"].to_list() == ["ok"]

@@ -168,6 +168,7 @@ def test_fill_without_rest_reports_every_hole_with_the_reason() -> None:
     assert report == {
         "date": date(2020, 1, 1), "market": "spot", "symbol": "BTCUSDT", "expected": 1440, "rows": 1320,
         "archive_rows": 1320, "rest_rows": 0, "missing": 120, "gaps": 1, "completeness": 1 - 120 / 1440,
+        "status": "expected", "not_trading": 0,
     }
 
 

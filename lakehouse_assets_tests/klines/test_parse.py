@@ -17,7 +17,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from lakehouse_assets.instruments import Instrument, coinm_contract_size_usd
+from lakehouse_assets.instruments import Instrument
 from lakehouse_assets.klines import parse as kline_parse
 from lakehouse_assets.klines.parse import (
     ArchiveFileError,
@@ -110,15 +110,6 @@ def test_interval_to_timedelta() -> None:
     for bad in ("1M", "1mo", "1w", "3d", "", "60s"):
         with pytest.raises(ValueError, match="unsupported kline interval"):
             interval_to_timedelta(bad)
-
-
-def test_coinm_contract_size() -> None:
-    assert coinm_contract_size_usd("BTCUSD_PERP") == 100.0
-    assert coinm_contract_size_usd("BTCUSD_221230") == 100.0
-    assert coinm_contract_size_usd("ETHUSD_PERP") == 10.0
-    assert coinm_contract_size_usd("ADAUSD_PERP") == 10.0
-    with pytest.raises(ValueError, match="not a COIN-M symbol"):
-        coinm_contract_size_usd("BTCUSDT")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -254,13 +245,32 @@ def test_coinm_volume_semantics_use_base_asset_and_usd_notional() -> None:
     assert first["low"] * 0.999 < vwap < first["high"] * 1.001
 
 
-def test_coinm_contract_size_depends_on_symbol() -> None:
+def test_coinm_usd_notional_uses_the_contract_size_given() -> None:
+    """The size is the caller's (exchangeInfo's contractSize): the same contracts at 10 USD each are a tenth."""
     csv = real_csv("futures/cm/daily/klines/BTCUSD_PERP/1m/BTCUSD_PERP-1m-2022-10-24.zip")
     eth_labelled = parse_klines_csv(
         csv, instrument=Instrument("cm", "ETHUSD_PERP"), interval="1m", day=date(2022, 10, 24),
-        file_name="relabelled.csv",
+        file_name="relabelled.csv", contract_size=10.0,
     )  # fmt: skip
+    assert eth_labelled.frame["contract_volume"][0] == 19431.0
     assert eth_labelled.frame["quote_volume"][0] == 194310.0
+    assert eth_labelled.frame["taker_buy_quote_volume"][0] == 99160.0
+
+
+@pytest.mark.parametrize("size", [None, 0.0, -100.0, float("nan"), float("inf")])
+def test_a_coinm_file_without_a_valid_contract_size_is_refused_naming_it(size: float | None) -> None:
+    csv = real_csv("futures/cm/daily/klines/BTCUSD_PERP/1m/BTCUSD_PERP-1m-2022-10-24.zip")
+    with pytest.raises(ValueError, match=r"cm:BTCUSD_PERP \(x.csv\): COIN-M volumes are counted in contracts") as info:
+        parse_klines_csv(csv, instrument=CM_BTC, interval="1m", day=date(2022, 10, 24), file_name="x.csv",
+                         contract_size=size)  # fmt: skip
+    assert "contract size" in str(info.value) and repr(size) in str(info.value)
+    assert not isinstance(info.value, ArchiveFileError)  # configuration, not a damaged file
+
+
+def test_a_contract_size_for_spot_or_usdm_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"um:BTCUSDT \(x.csv\): a contract size applies to COIN-M \(cm\) instruments only"):
+        parse_klines_csv(spot_day1_csv(), instrument=UM_BTC, interval="1m", day=DAY1, file_name="x.csv",
+                         contract_size=100.0)  # fmt: skip
 
 
 def test_microsecond_spot_file_is_normalised_to_ms() -> None:
@@ -406,7 +416,7 @@ def test_configuration_errors_are_not_archive_errors() -> None:
     with pytest.raises(ValueError, match="unsupported kline interval") as info:
         parse_klines_csv(csv, instrument=SPOT_BTC, interval="1M", day=DAY1, file_name="x.csv")
     assert not isinstance(info.value, ArchiveFileError)
-    with pytest.raises(ValueError, match="not a COIN-M symbol") as info:
+    with pytest.raises(ValueError, match="needs the contract size") as info:
         parse_klines_csv(
             csv, instrument=Instrument("cm", "BTCUSDT"), interval="1m", day=DAY1, file_name="x.csv"
         )

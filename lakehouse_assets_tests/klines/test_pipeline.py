@@ -50,11 +50,12 @@ def test_range_run_over_http_stores_verified_zips_and_typed_klines(tmp_path, arc
     assert noon["close_time"] == utc(2020, 1, 2, 12, 0, 59, 999000)
     assert noon["source"] == "archive" and noon["market"] == "spot"
 
-    # checks: all four blocking checks and completeness passed; klines_job also runs the WARN freshness
-    # check, which fails for candles from 2020 (see operations/test_automation.py for it on a frozen clock)
+    # checks: all four blocking checks and completeness passed (and bronze's monthly/daily agreement: no day is
+    # held twice); klines_job also runs the WARN freshness check, which fails for candles from 2020 (see
+    # operations/test_automation.py for it on a frozen clock)
     assert check_outcomes(result) == {
         "schema": True, "ohlc_consistency": True, "volumes": True, "time_grid": True, "completeness": True,
-        "freshness": False,
+        "freshness": False, "monthly_matches_daily": True,
     }
 
     # DuckDB over the lake sees the same rows
@@ -83,7 +84,9 @@ def test_rerun_is_idempotent_and_does_not_download_again(tmp_path, archive_serve
     archive_server.requests.clear()
     result = run_klines(res, "2020-01-01", "2020-01-02", instance)
     assert result.success
-    assert [p for m, p in archive_server.requests if p.endswith(".zip")] == []  # only CHECKSUMs asked
+    # the listing is unchanged, so no file is asked for at all (not even a CHECKSUM): two listing calls, the
+    # symbol's monthly directory (no 2020-01 file) and January's daily files
+    assert archive_server.requests == [("GET", "/"), ("GET", "/")]
     second = pl.read_parquet(sorted((lake / "silver/klines").rglob("*.parquet")))
     assert first.equals(second)
     assert len(list((lake / "silver/klines").rglob("*"))) == 4  # 2 date dirs + 2 files, no leftovers

@@ -175,6 +175,7 @@ def test_coinm_contract_volumes_are_summed_and_spot_ones_stay_null() -> None:
         interval="1m",
         day=date(2022, 10, 24),
         file_name="BTCUSD_PERP-1m-2022-10-24.zip",
+        contract_size=100.0,  # BTCUSD_PERP's contractSize in Binance's exchangeInfo
     ).frame
     out = resample_klines(pl.concat([cm, um_day()]), ["1d"])
     cm_day = out.filter(pl.col("market") == "cm").row(0, named=True)

@@ -6,6 +6,7 @@ at a moment when the bundled real files (2020-01-01..03 spot BTCUSDT) are "the l
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from collections.abc import Iterator
@@ -57,22 +58,32 @@ def republish(zip_path: Path) -> str:
 # --------------------------------------------------------------------------- new-archive sensor
 
 
+def listing_entry(path: Path) -> str:
+    """What the stand-in's listing says about a file on disk: size, ETag (MD5 of the body), Last-Modified (ms)."""
+    ms = path.stat().st_mtime_ns // 1_000_000
+    modified = datetime.fromtimestamp(ms // 1000, UTC).replace(microsecond=ms % 1000 * 1000)
+    etag = hashlib.md5(path.read_bytes()).hexdigest()
+    return f"{path.stat().st_size}|{etag}|{modified.isoformat(timespec='milliseconds')}"
+
+
 def test_sensor_requests_each_day_with_files_once(mirror, clock):
     with ArchiveServer(mirror) as server:
         first = tick(server.base_url, "spot:BTCUSDT,spot:ETHUSDT")
         # 2020-01-04 06:00 UTC: the newest partition is 2020-01-03; the sensor watches the last 3 days
         assert [r.partition_key for r in first.run_requests] == ["2020-01-01", "2020-01-02", "2020-01-03"]
-        assert all(r.tags["lakehouse/archive_files"] == "1/2" for r in first.run_requests)  # ETHUSDT: 404
+        assert all(r.tags["lakehouse/archive_files"] == "1/2" for r in first.run_requests)  # ETHUSDT: not listed
         assert all(r.tags["dagster/priority"] == "10" for r in first.run_requests)
         assert len({r.run_key for r in first.run_requests}) == 3
-        # the cursor holds the published sha256 of every file, and None for the missing ones
+        # the cursor holds each file's listing entry (zip and CHECKSUM), and None for the unlisted ones
         state = load_cursor(first.cursor)
+        zip_path = mirror / SPOT / "BTCUSDT-1m-2020-01-02.zip"
         assert state["2020-01-02"]["spot:BTCUSDT"] == (
-            "sha256:66c701b381d5c2482343ba1c7f600e55d3f5c18f0117ff0789d043a21b62bab6"
+            f"listing:{listing_entry(zip_path)};checksum:{listing_entry(Path(str(zip_path) + '.CHECKSUM'))}"
         )
+        assert state["2020-01-02"]["spot:BTCUSDT"].startswith("listing:70593|")  # the real zip's size
         assert state["2020-01-02"]["spot:ETHUSDT"] is None
-        # probes are tiny: a CHECKSUM GET per file that has one, never a zip download
-        assert server.count("GET", ".zip.CHECKSUM") == 6 and server.count("GET", ".zip") == 6
+        # one listing page per instrument (its January daily files), and not a single file request
+        assert server.requests == [("GET", "/"), ("GET", "/")]
         second = tick(server.base_url, "spot:BTCUSDT,spot:ETHUSDT", cursor=first.cursor)
         assert second.run_requests == []
         assert "no new or re-published files" in second.skip_message
@@ -103,26 +114,35 @@ def test_late_arrival_and_republished_file_trigger_again(mirror, clock):
         assert tick(server.base_url, "spot:BTCUSDT", cursor=third.cursor).run_requests == []
 
 
-def test_files_without_checksum_are_fingerprinted_by_head(mirror, clock):
+def test_files_without_checksum_are_fingerprinted_by_their_listing_entry(mirror, clock):
     clock.set(utc(2022, 10, 26, 9, 0))  # newest partition 2022-10-25; the COIN-M zips have no CHECKSUM
     with ArchiveServer(mirror) as server:
         first = tick(server.base_url, "cm:BTCUSD_PERP")
         assert [r.partition_key for r in first.run_requests] == ["2022-10-24", "2022-10-25"]
-        assert load_cursor(first.cursor)["2022-10-25"]["cm:BTCUSD_PERP"].startswith('head:"')  # the ETag
-        assert server.count("HEAD", "BTCUSD_PERP-1m-2022-10-25.zip") == 1
-        rewrite_zip_csv(mirror / CM / "BTCUSD_PERP-1m-2022-10-25.zip", lambda t: t, update_checksum=False)
+        zip_path = mirror / CM / "BTCUSD_PERP-1m-2022-10-25.zip"
+        assert load_cursor(first.cursor)["2022-10-25"]["cm:BTCUSD_PERP"] == f"listing:{listing_entry(zip_path)}"
+        assert server.requests == [("GET", "/")]  # no HEAD, no CHECKSUM: the listing has it all
+        rewrite_zip_csv(zip_path, lambda t: t, update_checksum=False)
         second = tick(server.base_url, "cm:BTCUSD_PERP", cursor=first.cursor)
         assert [r.partition_key for r in second.run_requests] == ["2022-10-25"]
 
 
-def test_a_failing_probe_defers_its_day_and_keeps_the_cursor(mirror, clock):
+def test_a_failing_listing_defers_its_days_and_keeps_the_cursor(mirror, clock):
+    january = "prefix=data/spot/daily/klines/BTCUSDT/1m/BTCUSDT-1m-2020-01&"
     with ArchiveServer(mirror) as server:
-        server.inject("BTCUSDT-1m-2020-01-02.zip.CHECKSUM", status=503, times=10)
         first = tick(server.base_url, "spot:BTCUSDT")
-        assert [r.partition_key for r in first.run_requests] == ["2020-01-01", "2020-01-03"]
-        server.clear_faults()
+        assert [r.partition_key for r in first.run_requests] == ["2020-01-01", "2020-01-02", "2020-01-03"]
+
+        # Binance re-publishes 2020-01-02 while the listing answers 503 (beyond the tick's 2 attempts).
+        republish(mirror / SPOT / "BTCUSDT-1m-2020-01-02.zip")
+        server.inject(january, status=503, times=10)
         second = tick(server.base_url, "spot:BTCUSDT", cursor=first.cursor)
-        assert [r.partition_key for r in second.run_requests] == ["2020-01-02"]
+        assert second.run_requests == [] and "file(s) could not be listed" in second.skip_message
+        assert load_cursor(second.cursor) == load_cursor(first.cursor)  # what the cursor knew is kept
+
+        server.clear_faults()
+        third = tick(server.base_url, "spot:BTCUSDT", cursor=second.cursor)
+        assert [r.partition_key for r in third.run_requests] == ["2020-01-02"]
 
 
 def test_monthly_feed_change_requests_every_watched_day_of_the_month():

@@ -23,7 +23,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from lakehouse_dev import REPO
-from lakehouse_dev.bench.common import BENCH_DIR, peak_rss_mb, run_in_chunks
+from lakehouse_dev.bench.common import BENCH_DIR, fresh_bench_dir, local_instance, peak_rss_mb, run_in_chunks
 
 START = date(2023, 1, 1)
 
@@ -50,15 +50,13 @@ def floor(mirror: Path) -> dict:
 
 
 def run_pipeline(mirror: Path, lake: Path, symbols: str, first: date, last: date, runs: int = 1) -> dict:
-    """Through Dagster, in process, on a sqlite instance (the embedded default), as range runs of a backfill."""
+    """Through Dagster, in process, on a sqlite instance from the repo's dagster.yaml, as range runs of a backfill."""
     os.environ.update(LAKEHOUSE_ARCHIVE_URL=mirror.resolve().as_uri(), LAKEHOUSE_STORAGE=str(lake), LAKEHOUSE_SYMBOLS=symbols)
     os.environ["LAKEHOUSE_START_DATE"] = START.isoformat()
-    import dagster as dg
-
     from lakehouse_assets.definitions import defs
 
     rss_before = peak_rss_mb()
-    with dg.instance_for_test() as instance:
+    with local_instance() as instance:
         began = time.perf_counter()
         run_in_chunks(defs.resolve_job_def("klines_job"), instance, first, last, runs)
         elapsed = time.perf_counter() - began
@@ -66,9 +64,10 @@ def run_pipeline(mirror: Path, lake: Path, symbols: str, first: date, last: date
 
 
 def run_core(mirror: Path, lake: Path, symbols: str, first: date, last: date) -> dict:
-    """The same work without Dagster: download+verify, parse, validate, completeness, write."""
+    """The same work without Dagster: list, plan, download+verify, parse, validate, completeness, write."""
+    from lakehouse_assets.archive.bulk import ingest_klines
     from lakehouse_assets.archive.client import ArchiveClient
-    from lakehouse_assets.archive.download import ingest_files
+    from lakehouse_assets.archive.listing import ArchiveListing
     from lakehouse_assets.instruments import parse_universe
     from lakehouse_assets.klines.build import build_klines
     from lakehouse_assets.klines.completeness import completeness_report
@@ -82,8 +81,9 @@ def run_core(mirror: Path, lake: Path, symbols: str, first: date, last: date) ->
     keys = [d.isoformat() for d in days]
     timings: dict[str, float] = {}
     began = time.perf_counter()
-    with ArchiveClient(mirror.resolve().as_uri()) as client:
-        manifest = ingest_files(client, store, [(i, d) for d in days for i in instruments])
+    with ArchiveClient(mirror.resolve().as_uri()) as client, ArchiveListing(mirror.resolve().as_uri()) as listing:
+        manifest, _ = ingest_klines(client, listing, store, [(i, d) for d in days for i in instruments],
+                                    today=date.today())  # fmt: skip
     write_partitions(store, "bronze/klines_archive", manifest, days=keys, partition_column="date")
     timings["bronze"] = time.perf_counter() - began
     t = time.perf_counter()
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     from lakehouse_assets.instruments import parse_universe
     from lakehouse_dev.fixtures.synthetic_archive import write_synthetic_mirror
 
-    shutil.rmtree(BENCH_DIR, ignore_errors=True)
+    fresh_bench_dir()  # keeps the cached universe mirrors
     year = _days(365)
     one = "spot:BENCH1USDT"
     twelve = ",".join(f"spot:BENCH{i}USDT" for i in range(1, 13))
@@ -216,6 +216,12 @@ def main(argv: list[str] | None = None) -> int:
     results["gold_job, 1 symbol x 365 days, 12 runs (Dagster)"] = _child(
         ["--step", "gold_run", "--lake", str(BENCH_DIR / "lake-gold"), "--symbols", one,
          "--first", year[0].isoformat(), "--last", year[-1].isoformat(), "--runs", "12"])
+    from lakehouse_dev.bench import universe  # 100 symbols x 365 days over HTTP, 400 x 31 under the memory budget
+
+    results["universe"] = universe.scenarios()
+    from lakehouse_dev.bench import launched  # the backfill as Dagster launches it: run launcher, run worker, executor
+
+    results["launched"] = launched.scenarios(args.mirror, BENCH_DIR)
 
     BENCH_DIR.mkdir(exist_ok=True)
     (BENCH_DIR / "results.json").write_text(json.dumps(results, indent=2, default=str))
@@ -237,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     g = results["gold_job, 1 symbol x 365 days, 12 runs (Dagster)"]
     print(f"gold_job through Dagster, 1 symbol x 365 days in 12 runs: {g['seconds']:.1f} s, peak RSS {g['peak_rss_mb']:.0f} MB "
           f"(after klines_filled_job over the same runs: {g['klines_filled_seconds']:.1f} s)")
+    print(universe.report(results["universe"]))
+    print(launched.report(results["launched"], results))
     return 0
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 
 from lakehouse_assets.klines.schema import SILVER_KLINES_SCHEMA
-from lakehouse_dev.bench.common import peak_rss_mb, run_in_chunks
+from lakehouse_dev.bench.common import local_instance, peak_rss_mb, run_in_chunks
 
 
 def synthetic_minutes(n_symbols: int, days: int = 365, seed: int = 1, start: date = date(2023, 1, 1)) -> pl.DataFrame:
@@ -136,13 +136,11 @@ def pipeline(lake: Path, symbols: str, first: date, last: date, runs: int) -> di
         LAKEHOUSE_START_DATE=first.isoformat(),
         LAKEHOUSE_REST_FILL="0",
     )
-    import dagster as dg
-
     from lakehouse_assets.definitions import defs
 
     days = (last - first).days + 1
     elapsed: dict[str, float] = {}
-    with dg.instance_for_test() as instance:
+    with local_instance() as instance:
         for name in ("klines_filled_job", "gold_job"):
             began = time.perf_counter()
             run_in_chunks(defs.resolve_job_def(name), instance, first, last, runs)

@@ -76,6 +76,10 @@ def _pipeline(mirror: Path, rest_standin: object) -> bool:
     from lakehouse_dev.demo import funding, gapfill, gold
 
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    print("\nbronze/exchange_info: today's exchangeInfo of spot, USD-M and COIN-M (REST = the local stand-in; COIN-M")
+    print("contract sizes for silver/klines come from it):")
+    if not _exchange_info(defs, instance):
+        return False
     print("\nbronze -> silver (klines_job), one run per sample range, universe = the instruments of that range:")
     job = defs.resolve_job_def("klines_job")
     for r in KLINES:
@@ -100,6 +104,21 @@ def _pipeline(mirror: Path, rest_standin: object) -> bool:
 
     print("\nfunding: the bundled USD-M fundingRate month (monthly archive -> silver/funding_rates):")
     return funding.run_funding(defs, instance)
+
+
+def _exchange_info(defs: object, instance: object) -> bool:
+    """Today's bronze/exchange_info over the whole demo universe: one answer per market, stored byte for byte."""
+    from lakehouse_assets.defs.common.keys import BRONZE_EXCHANGE_INFO
+    from lakehouse_assets.universe.exchange_info_bronze import utc_today
+
+    def symbols(result: object) -> str:
+        meta = result.asset_materializations_for_node(BRONZE_EXCHANGE_INFO.to_python_identifier())[0].metadata
+        return ", ".join(f"{market} {n} symbols" for market, n in meta["symbols"].value.items()) + " (years-old answers: see PROVENANCE.md)"
+
+    today = utc_today().isoformat()
+    job = defs.resolve_implicit_global_asset_job_def()  # type: ignore[attr-defined]
+    return runs.run(job, instance, today, today, selection=[BRONZE_EXCHANGE_INFO], label="bronze/exchange_info",
+                    details=symbols).success  # fmt: skip
 
 
 def _print_tables() -> None:

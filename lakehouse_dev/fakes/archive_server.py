@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 from xml.sax.saxutils import escape
 
 from lakehouse_dev.fakes.trickle import trickle
@@ -62,6 +63,10 @@ class _Server(ThreadingHTTPServer):
         # Clients hanging up on purpose (timeouts in tests) are expected; keep pytest output clean.
         logger.debug("archive server: error while serving %s", client_address, exc_info=True)
 
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.owner._count_connection()  # one call per accepted TCP connection, however many requests it carries
+        super().process_request(request, client_address)
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, like CloudFront; exercises pooled connections
@@ -83,7 +88,8 @@ class _Handler(BaseHTTPRequestHandler):
         url_path = urllib.parse.unquote(split.path)
         owner.authorizations.append(self.headers.get("Authorization"))  # basic auth is accepted, never checked
         owner._record(method, url_path)
-        fault = owner._take_fault(method, url_path)
+        # A list request is matched with its query too, so a fault can target one prefix's listing.
+        fault = owner._take_fault(method, f"{url_path}?{urllib.parse.unquote(split.query)}" if split.query else url_path)
         if fault is not None and fault.delay > 0 and owner._stopping.wait(fault.delay):
             self.close_connection = True  # server shutting down: abandon the delayed reply
             return
@@ -205,6 +211,8 @@ class ArchiveServer:
         #: The Authorization header of every request (None when absent): a mirror URL with user-info
         #: sends basic auth, which this server accepts without checking.
         self.authorizations: list[str | None] = []
+        #: TCP connections accepted so far: with keep-alive, far fewer than requests.
+        self.connections = 0
         self._faults: list[Fault] = []
         self._stopping = threading.Event()
         self._httpd: _Server | None = None
@@ -268,6 +276,10 @@ class ArchiveServer:
         with self._lock:
             self.requests.clear()
 
+    def _count_connection(self) -> None:
+        with self._lock:
+            self.connections += 1
+
     def _record(self, method: str, path: str) -> None:
         with self._lock:
             self.requests.append((method, path))
@@ -295,7 +307,9 @@ class ArchiveServer:
         full Content-Length but only half the body, then closes; ``trickle_bytes_per_second`` sends the
         headers (full Content-Length) at once, then the body at that rate, so no single read ever times
         out (a HEAD gets its header block at that rate); ``redirect_loop`` answers 302 to ``?loop`` and back, forever (each hop is one request, so
-        inject it with a large ``times``). Faults are matched in injection order.
+        inject it with a large ``times``). Faults are matched in injection order. A list request is matched
+        on its path and decoded query (``prefix=data/spot/daily/klines/BTCUSDT/``...), so one prefix's listing
+        can fail while the others answer.
         """
         if times < 1:
             raise ValueError("times must be >= 1")
@@ -344,9 +358,18 @@ class ArchiveServer:
 
     # ------------------------------------------------------------------ S3 list API
 
-    def keys(self) -> list[str]:
-        """Every served file as an S3 key (root-relative, ``/``-separated), in S3's order (UTF-8 bytes)."""
-        return sorted(p.relative_to(self.root).as_posix() for p in self.root.rglob("*") if p.is_file())
+    def keys(self, prefix: str = "") -> list[str]:
+        """Every served file (under ``prefix``) as an S3 key (root-relative, ``/``-separated), in S3's order.
+
+        Only the prefix's directory is walked: listing one symbol of a mirror holding years of files for
+        hundreds of symbols (the benchmark's) must not walk them all.
+        """
+        head = prefix.rpartition("/")[0]
+        base = (self.root / head).resolve() if head else self.root
+        if not base.is_relative_to(self.root) or not base.is_dir():
+            return []
+        keys = (p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file())
+        return sorted(key for key in keys if key.startswith(prefix))
 
     def listing_page(self, query: dict[str, str]) -> bytes:
         """One ``ListBucketResult`` page, paged like S3 ListObjects (v1): ``marker`` excluded, NextMarker
@@ -359,8 +382,8 @@ class ArchiveServer:
             limit = min(limit, int(query["max-keys"]))
         entries: list[tuple[str, Path | None]] = []  # (key or common prefix, file or None)
         truncated = False
-        for key in self.keys():
-            if not key.startswith(prefix) or key <= marker:
+        for key in self.keys(prefix):
+            if key <= marker:
                 continue
             rest = key[len(prefix) :]
             entry: tuple[str, Path | None] = (key, self.root / key)

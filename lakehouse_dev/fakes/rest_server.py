@@ -9,12 +9,23 @@ needs to load markets. Controls let a test drop minutes (as if the exchange had 
 the next requests with a status (429/418/451/...), return empty or stuck pages, or repeat candles
 (identical or altered, within a page or across pages); every request is logged.
 
+Request weight, as Binance counts it per IP (every client here is 127.0.0.1): each request costs
+its endpoint's documented weight (``endpoint_weight``), summed per fixed clock window
+(``weight_window_seconds``, 60 like Binance's minute) and reported on every answer as
+``X-MBX-USED-WEIGHT-<n><unit>`` (``-1M`` for a minute). With ``weight_limit`` set, a request that
+would pass it is refused with 429, Binance's body and ``Retry-After`` (seconds to the next window),
+and not counted; ``peak_weight`` and ``weight_rejections`` tell a test whether clients stayed under
+it, and ``use_weight`` plays another client on the same IP.
+
 Routes live in a table (``routes``: path -> handler), so other endpoints (e.g. funding rates) can
 be added with ``add_route`` without touching the request loop.
 
     spot  /api/v3/klines     max limit 1000    exchangeInfo /api/v3/exchangeInfo
     um    /fapi/v1/klines    max limit 1500    exchangeInfo /fapi/v1/exchangeInfo
     cm    /dapi/v1/klines    max limit 1500    exchangeInfo /dapi/v1/exchangeInfo
+
+exchangeInfo serves bundled answers byte for byte (real spot 2023 and USD-M 2021, a synthetic COIN-M
+one) and lets a test swap them: ``server.exchange_info`` (``exchange_info_routes.py``).
 """
 
 from __future__ import annotations
@@ -22,7 +33,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -79,6 +92,28 @@ class Request:
     path: str
     params: dict[str, str]
     status: int = 0
+    weight: int = 0  # this request's weight
+    used_weight: int = 0  # the window's used weight after it (what the header said)
+    window: int = 0  # start of the weight window it was counted in (server clock, epoch seconds)
+
+
+def endpoint_weight(path: str, params: dict[str, str]) -> int:
+    """Binance's documented IP weight of the endpoints served here (1 for the small ones)."""
+    if path in (KLINE_PATHS["um"], KLINE_PATHS["cm"]):
+        limit = int(params["limit"]) if params.get("limit", "").isdigit() else DEFAULT_LIMIT
+        return 1 if limit < 100 else 2 if limit < 500 else 5 if limit <= 1000 else 10
+    if path == KLINE_PATHS["spot"]:
+        return 2
+    if path == "/api/v3/exchangeInfo":
+        return 20
+    return 1
+
+
+def _window_label(seconds: int) -> str:
+    for unit, size in (("D", 86400), ("H", 3600), ("M", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}S"
 
 
 @dataclass
@@ -116,9 +151,10 @@ class _HTTPHandler(BaseHTTPRequestHandler):
         record = owner._record("GET", parts.path, params)
         owner.authorizations.append(self.headers.get("Authorization"))  # basic auth is accepted, never checked
         try:
-            reply = owner._dispatch(parts.path, params)
+            reply = owner._charge(record) or owner._dispatch(parts.path, params)
         except _BadRequest as exc:
             reply = Reply(400, {"code": exc.code, "msg": exc.msg})
+        reply.headers.setdefault(f"X-MBX-USED-WEIGHT-{_window_label(owner.weight_window_seconds)}", str(record.used_weight))
         record.status = reply.status
         body = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body, separators=(",", ":")).encode()
         self.send_response(reply.status)
@@ -171,12 +207,25 @@ class BinanceRestServer:
         #: sends basic auth, which this server accepts without checking.
         self.authorizations: list[str | None] = []
         self._stopping = threading.Event()
+        #: Length of the fixed weight window (seconds); the limit is per window, None = count but never refuse.
+        self.weight_window_seconds = 60
+        self.weight_limit: int | None = None
+        self.clock: Callable[[], float] = time.time  # the server's clock, for the weight windows
+        self.peak_weight = 0  # highest used weight of any window so far
+        self.weight_rejections = 0  # requests refused with 429 for passing weight_limit
+        self._weight_window = 0
+        self._weight_used = 0
         for market, path in KLINE_PATHS.items():
             self.add_route(path, _klines_handler(market))
             prefix = path.rsplit("/", 1)[0]
             self.add_route(f"{prefix}/time", _time_handler)
             self.add_route(f"{prefix}/ping", lambda server, params: Reply(200, {}))
-            self.add_route(f"{prefix}/exchangeInfo", _exchange_info_handler(market))
+        from lakehouse_dev.fakes.exchange_info_routes import EXCHANGE_INFO_PATHS, ExchangeInfoRoutes
+
+        #: What the exchangeInfo routes serve (real spot/USD-M answers, synthetic COIN-M); tests swap answers here.
+        self.exchange_info = ExchangeInfoRoutes(self)
+        for market, path in EXCHANGE_INFO_PATHS.items():
+            self.add_route(path, lambda server, params, market=market: Reply(200, server.exchange_info.answer(market)))
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -259,6 +308,45 @@ class BinanceRestServer:
     def clear_requests(self) -> None:
         with self._lock:
             self.requests.clear()
+
+    # ------------------------------------------------------------------ request weight
+
+    def _roll_weight_window(self) -> float:
+        now = self.clock()
+        window = int(now // self.weight_window_seconds) * self.weight_window_seconds
+        if window != self._weight_window:
+            self._weight_window, self._weight_used = window, 0
+        return now
+
+    def _charge(self, record: Request) -> Reply | None:
+        """Count the request's weight in its window, or refuse it with 429 when it would pass the limit."""
+        weight = endpoint_weight(record.path, record.params)
+        with self._lock:
+            now = self._roll_weight_window()
+            record.window, record.weight = self._weight_window, weight
+            if self.weight_limit is not None and self._weight_used + weight > self.weight_limit:
+                self.weight_rejections += 1
+                record.used_weight = self._weight_used
+                retry_after = math.ceil(self._weight_window + self.weight_window_seconds - now)
+                return Reply(429, ERROR_BODIES[429], {"Retry-After": str(max(1, retry_after))})
+            self._weight_used += weight
+            self.peak_weight = max(self.peak_weight, self._weight_used)
+            record.used_weight = self._weight_used
+        return None
+
+    def use_weight(self, weight: int) -> None:
+        """Another client on the same IP spends ``weight`` in the current window."""
+        with self._lock:
+            self._roll_weight_window()
+            self._weight_used += weight
+            self.peak_weight = max(self.peak_weight, self._weight_used)
+
+    @property
+    def used_weight(self) -> int:
+        """The current window's used weight."""
+        with self._lock:
+            self._roll_weight_window()
+            return self._weight_used
 
     # ------------------------------------------------------------------ controls
 
@@ -423,57 +511,6 @@ def _changed(row: list[Any], change: dict[int, Any]) -> list[Any]:
 def _time_handler(server: BinanceRestServer, params: dict[str, str]) -> Reply:
     now = server.server_time_ms if server.server_time_ms is not None else _ms(datetime.now(UTC))
     return Reply(200, {"serverTime": now})
-
-
-def _exchange_info_handler(market: str) -> Handler:
-    """The subset of exchangeInfo ccxt's binance market loader reads, for the sample's symbols."""
-
-    def handle(server: BinanceRestServer, params: dict[str, str]) -> Reply:
-        symbols = [_symbol_info(market, s) for s in server.symbols(market)]
-        now = server.server_time_ms if server.server_time_ms is not None else _ms(datetime.now(UTC))
-        return Reply(200, {"timezone": "UTC", "serverTime": now, "rateLimits": [], "exchangeFilters": [], "symbols": symbols})
-
-    return handle
-
-
-def _symbol_info(market: str, symbol: str) -> dict[str, Any]:
-    filters = [
-        {"filterType": "PRICE_FILTER", "minPrice": "0.01", "maxPrice": "1000000.00", "tickSize": "0.01"},
-        {"filterType": "LOT_SIZE", "minQty": "0.00001", "maxQty": "9000.00000", "stepSize": "0.00001"},
-    ]
-    if market == "spot":
-        base, quote = _split_spot(symbol)
-        return {
-            "symbol": symbol, "status": "TRADING", "baseAsset": base, "quoteAsset": quote,
-            "baseAssetPrecision": 8, "quotePrecision": 8, "quoteAssetPrecision": 8,
-            "orderTypes": ["LIMIT", "MARKET"], "isSpotTradingAllowed": True, "isMarginTradingAllowed": False,
-            "filters": filters, "permissions": ["SPOT"], "permissionSets": [["SPOT"]],
-        }
-    if market == "um":
-        base, quote = _split_spot(symbol)
-        return {
-            "symbol": symbol, "pair": symbol, "contractType": "PERPETUAL", "deliveryDate": 4133404800000,
-            "onboardDate": 1569398400000, "status": "TRADING", "baseAsset": base, "quoteAsset": quote,
-            "marginAsset": quote, "pricePrecision": 2, "quantityPrecision": 3, "baseAssetPrecision": 8,
-            "quotePrecision": 8, "underlyingType": "COIN", "filters": filters, "orderTypes": ["LIMIT", "MARKET"],
-            "timeInForce": ["GTC"],
-        }
-    pair, _, suffix = symbol.partition("_")
-    base = pair[: -len("USD")]
-    return {
-        "symbol": symbol, "pair": pair, "contractType": "PERPETUAL" if suffix == "PERP" else "CURRENT_QUARTER",
-        "deliveryDate": 4133404800000, "onboardDate": 1597042800000, "contractStatus": "TRADING",
-        "contractSize": 100 if base == "BTC" else 10, "marginAsset": base, "baseAsset": base, "quoteAsset": "USD",
-        "pricePrecision": 1, "quantityPrecision": 0, "baseAssetPrecision": 8, "quotePrecision": 8,
-        "filters": filters, "orderTypes": ["LIMIT", "MARKET"], "timeInForce": ["GTC"],
-    }
-
-
-def _split_spot(symbol: str) -> tuple[str, str]:
-    for quote in ("USDT", "USDC", "BUSD", "FDUSD", "BTC", "ETH", "BNB", "USD"):
-        if symbol.endswith(quote) and len(symbol) > len(quote):
-            return symbol[: -len(quote)], quote
-    raise ValueError(f"cannot split {symbol!r} into base and quote")
 
 
 # ---------------------------------------------------------------------- sample files

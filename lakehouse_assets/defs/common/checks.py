@@ -9,6 +9,9 @@ import dagster as dg
 import polars as pl
 
 from lakehouse_assets.defs.common.metadata import md_table
+from lakehouse_assets.instruments import Instrument
+from lakehouse_assets.lake.chunks import Chunk
+from lakehouse_assets.lake.layout import day_ranges
 from lakehouse_assets.quality import CheckOutcome
 
 
@@ -32,9 +35,30 @@ def check_result(
     )
 
 
-def raise_if_blocked(table: str, outcomes: list[CheckOutcome]) -> None:
+def chunks_written(written: list[Chunk[Instrument]], chunks: int) -> str | None:
+    """For a blocked run of several chunks (``lake/chunks.py``): which instrument-days were written all the
+    same, for ``raise_if_blocked(written=...)``. None for a run of one chunk (nothing was written)."""
+    if chunks == 1 or not written:
+        return None
+
+    def listed(keys: list[str]) -> str:
+        return ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+
+    parts = [
+        f"{listed([i.key for i in c.instruments])} ({day_ranges([d.isoformat() for d in c.days])})"
+        for c in written[:10]
+    ]
+    more = f"; ... ({len(written) - 10} more chunks)" if len(written) > 10 else ""
+    return (
+        f"{len(written)} of {chunks} chunks passed every check and were written (their instrument-days "
+        f"are complete, checked data): {'; '.join(parts)}{more}"
+    )
+
+
+def raise_if_blocked(table: str, outcomes: list[CheckOutcome], *, written: str | None = None) -> None:
     """Fail the step naming, per failed rule, the days and instruments affected (a range run has one check
-    evaluation, so the message is where a user reads which day to fix)."""
+    evaluation, so the message is where a user reads which day to fix). ``written``: for a run processed in
+    chunks (``lake/chunks.py``), which chunks passed and were written before the step failed."""
     failed = [o for o in outcomes if not o.passed]
     if not failed:
         return
@@ -49,7 +73,8 @@ def raise_if_blocked(table: str, outcomes: list[CheckOutcome]) -> None:
             rules = ", ".join(sorted(set(outcome.failures["rule"].cast(pl.String).drop_nulls().to_list()))[:5])
         lines.append(f"{outcome.name} [{rules}]: {where or 'frame-wide failure'}")
     raise dg.Failure(
-        description=f"{table} not written: blocking checks failed\n" + "\n".join(lines),
+        description=f"{table} not written: blocking checks failed\n" + "\n".join(lines)
+        + (f"\nThe failing chunks wrote nothing; {written}" if written else ""),
         metadata={o.name: md_table(o.failures, limit=20) for o in failed},
         allow_retries=False,
     )

@@ -22,6 +22,10 @@ BRONZE_FUNDING = dg.AssetKey(["bronze", "funding_archive"])
 SILVER_FUNDING = dg.AssetKey(["silver", "funding_rates"])
 GOLD_FUNDING = dg.AssetKey(["gold", "funding_features"])
 
+# --- universe: the exchange's raw instrument lists (daily) and the instruments table (unpartitioned, slowly changing)
+BRONZE_EXCHANGE_INFO = dg.AssetKey(["bronze", "exchange_info"])
+SILVER_INSTRUMENTS = dg.AssetKey(["silver", "instruments"])
+
 ALL_KEYS: tuple[dg.AssetKey, ...] = (
     BRONZE_KLINES,
     SILVER_KLINES,
@@ -32,6 +36,8 @@ ALL_KEYS: tuple[dg.AssetKey, ...] = (
     BRONZE_FUNDING,
     SILVER_FUNDING,
     GOLD_FUNDING,
+    BRONZE_EXCHANGE_INFO,
+    SILVER_INSTRUMENTS,
 )
 
 # --- check names used by more than one module (the asset's own module and the automation or tests)

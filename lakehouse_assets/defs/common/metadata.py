@@ -12,16 +12,19 @@ import dagster as dg
 import polars as pl
 
 
-def markdown_table(frame: pl.DataFrame, limit: int = 50) -> str:
+def markdown_table(frame: pl.DataFrame, limit: int = 50, *, total: int | None = None) -> str:
+    """``frame``'s first ``limit`` rows, then how many more; ``total``: the row count when ``frame`` holds only
+    the first rows of a larger table (a run processed in chunks keeps a sample, not every row)."""
     if frame.height == 0:
         return "_none_"
+    total = frame.height if total is None else total
     shown = frame.head(limit)
     header = "| " + " | ".join(shown.columns) + " |\n|" + "---|" * len(shown.columns) + "\n"
     body = "\n".join(
         "| " + " | ".join("" if v is None else str(v).replace("|", "\\|") for v in row) + " |"
         for row in shown.iter_rows()
     )
-    more = f"\n\n… and {frame.height - limit} more rows" if frame.height > limit else ""
+    more = f"\n\n… and {total - limit} more rows" if total > limit else ""
     return header + body + more
 
 

@@ -178,6 +178,9 @@ def retry_requested(previous_attempts: int) -> dg.RetryRequested:
 
 
 def _previous_attempts(context: Any) -> int:
+    retry_number = getattr(context, "retry_number", None)  # an asset's own context
+    if isinstance(retry_number, int):
+        return retry_number
     try:
         return int(context.step_context.previous_attempt_count)
     except Exception:  # outside a step (direct IO-manager calls in tests, notebooks): first attempt
@@ -186,7 +189,8 @@ def _previous_attempts(context: Any) -> int:
 
 @contextmanager
 def retry_storage_errors(context: Any) -> Iterator[None]:
-    """In an IO manager: a transient lake failure becomes a step retry, whatever the asset's own policy.
+    """In an IO manager, or an asset writing its output chunk by chunk (``lake/chunks.py``): a transient lake
+    failure becomes a step retry, whatever the asset's own policy.
 
     Dagster applies an op's RetryPolicy to errors raised in handle_output/load_input too, but most
     assets declare none (only the network-bound ones do), so an S3 outage failed them outright.

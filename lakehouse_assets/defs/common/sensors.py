@@ -1,9 +1,10 @@
 """What every domain's automation is built from: the clock, run tags, the archive sensor and the freshness check.
 
-* ``build_archive_sensor``: a RUNNING sensor that probes the archive for the last few days' files of
-  every configured instrument (the ``.CHECKSUM`` sha256, or HEAD headers) and requests that day's
-  bronze partition as soon as its files exist, again when a late file arrives, and again when
-  Binance re-publishes a file with a new sha256 (see ``archive/watch.py``). Klines and funding each
+* ``build_archive_sensor``: a RUNNING sensor that lists the archive's bucket for the last few days'
+  files of every configured instrument (size, ETag and Last-Modified of each zip and its CHECKSUM;
+  no file is downloaded or probed) and requests that day's bronze partition as soon as its files
+  are listed, again when a late file arrives, and again when Binance re-publishes a file (its
+  listing entry changes; see ``archive/watch.py``). Klines and funding each
   build one (``defs/klines/automation.py``, ``defs/funding/automation.py``).
 * ``build_freshness_check``: a WARN check, run hourly, that some instrument's newest row is too old.
 * ``utc_now``: the clock every sensor and schedule reads (tests freeze it here).
@@ -19,8 +20,8 @@ from datetime import UTC, date, datetime, timedelta
 import dagster as dg
 
 from lakehouse_assets import settings
-from lakehouse_assets.archive.client import ArchiveClient
-from lakehouse_assets.archive.watch import ArchiveFeed, fingerprint, plan_requests, watched_days
+from lakehouse_assets.archive.listing import ArchiveListing
+from lakehouse_assets.archive.watch import ArchiveFeed, listing_probe, plan_requests, watched_days
 from lakehouse_assets.defs.common.keys import FRESHNESS_CHECK
 from lakehouse_assets.defs.common.metadata import md_table
 from lakehouse_assets.defs.common.partitions import START_DATE
@@ -36,7 +37,7 @@ AUTOMATION_PRIORITY = "5"
 
 # Settings are read (and all checked) once, when the code location loads: see settings.py.
 ARCHIVE_SENSOR_INTERVAL: int = settings.get("LAKEHOUSE_ARCHIVE_SENSOR_INTERVAL_SECONDS")
-#: Total time for one probe (CHECKSUM GET or HEAD) during a sensor tick; the archive deadline if shorter.
+#: Total time for one listing page during a sensor tick; the archive deadline if shorter.
 SENSOR_PROBE_DEADLINE_SECONDS = 15.0
 FRESHNESS_CRON = "0 * * * *"
 FRESHNESS_MAX_AGE = timedelta(hours=settings.get("LAKEHOUSE_FRESHNESS_MAX_AGE_HOURS"))
@@ -85,9 +86,10 @@ def build_archive_sensor(
         minimum_interval_seconds=ARCHIVE_SENSOR_INTERVAL,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
-            f"Probes the archive for the last {feed.lookback_days} days of `{feed.name}` files of every configured "
-            f"instrument and requests `{asset_key.to_user_string()}` for a day as soon as its files exist, when a late "
-            "file arrives, and when a file is re-published with a new sha256. Cursor: the fingerprint of each file."
+            f"Lists the archive's bucket for the last {feed.lookback_days} days of `{feed.name}` files of every "
+            f"configured instrument and requests `{asset_key.to_user_string()}` for a day as soon as its files are "
+            "listed, when a late file arrives, and when a file is re-published (its size, ETag or Last-Modified "
+            "changes). No file is downloaded. Cursor: each file's listing entry."
         ),
     )
     def _sensor(
@@ -97,20 +99,20 @@ def build_archive_sensor(
         days = watched_days(latest_complete_day(now), feed.lookback_days, first_day())
         universe_instruments = instruments(universe)
         # Short timeouts, a short deadline and few attempts: a sensor tick must finish well within
-        # Dagster's 60 s limit (HEAD and CHECKSUM probes are tiny).
-        with ArchiveClient(
-            archive.base_url,
+        # Dagster's 60 s limit (one listing page per instrument and prefix).
+        with ArchiveListing(
+            archive.resolved_listing_url(),
             timeout=min(archive.timeout_seconds, 10.0),
             connect_timeout=min(archive.connect_timeout_seconds, 10.0),
             deadline_seconds=min(archive.deadline_seconds, SENSOR_PROBE_DEADLINE_SECONDS),
             max_attempts=2,
             backoff_seconds=0.5,
-        ) as client:
-            result = plan_requests(
-                feed, universe_instruments, days, lambda path: fingerprint(client, path), context.cursor
-            )
+        ) as listing:
+            prefixes = {feed.prefix_for(inst, day) for inst in universe_instruments for day in days}
+            probe = listing_probe(listing, prefixes, max_workers=archive.max_workers)
+            result = plan_requests(feed, universe_instruments, days, probe, context.cursor)
         for path, error in sorted(result.probe_errors.items()):
-            context.log.warning(f"could not probe {path}: {error} (will look again next tick)")
+            context.log.warning(f"could not list {path}: {error} (will look again next tick)")
         run_requests = [
             dg.RunRequest(
                 run_key=req.run_key,
@@ -126,7 +128,7 @@ def build_archive_sensor(
         if not run_requests:
             skip = (
                 f"no new or re-published files for {', '.join(d.isoformat() for d in days)}"
-                + (f"; {len(result.probe_errors)} probe(s) failed" if result.probe_errors else "")
+                + (f"; {len(result.probe_errors)} file(s) could not be listed" if result.probe_errors else "")
             )
         return dg.SensorResult(run_requests=run_requests, cursor=result.cursor, skip_reason=skip)
 
@@ -158,7 +160,8 @@ def build_freshness_check(
     )
     def _check(lake: LakeResource, universe: UniverseResource) -> dg.AssetCheckResult:
         now = utc_now()
-        instruments = universe.instruments()
+        # point in time: an instrument delisted (or not listed yet) has no fresh data to expect
+        instruments = universe.daily([latest_complete_day(now)]).active
         report = freshness_report(
             lake.store(), table_prefix(asset_key), instruments, now, max_age=max_age, time_column=time_column
         )

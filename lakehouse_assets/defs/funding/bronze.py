@@ -9,7 +9,7 @@ from lakehouse_assets.defs.common.keys import BRONZE_FUNDING
 from lakehouse_assets.defs.common.metadata import md_table
 from lakehouse_assets.defs.common.partitions import daily_partitions, range_backfill_policy, window_days
 from lakehouse_assets.defs.common.retries import ingest_failure, network_retry_policy
-from lakehouse_assets.defs.common.selection import InstrumentSelection, select_instruments
+from lakehouse_assets.defs.common.selection import InstrumentSelection, select_universe
 from lakehouse_assets.defs.resources import (
     BinanceArchiveResource,
     BinanceRestResource,
@@ -67,11 +67,13 @@ def funding_archive(
     ccxt fetch_funding_rate_history (binanceusdm / binancecoinm) and are stored as raw JSON under
     bronze/rest/<exchange>/fundingRate/ (source='rest'); re-materializing them once the month is published
     replaces them with the archive. Spot instruments have no funding and are skipped."""
-    instruments, scope = select_instruments(context, config, universe.instruments())
-    futures = futures_only(instruments)
     days = window_days(context)
+    run = select_universe(context, config, universe, days)  # point in time: no month before listing/after delisting
+    instruments, scope = run.instruments, run.scope
+    futures = futures_only(instruments)
     rest_on = binance_rest.enabled and config.rest
-    rest = rest_access_from_client(binance_rest.client()) if rest_on and futures else None
+    rest_client = binance_rest.client() if rest_on and futures else None
+    rest = rest_access_from_client(rest_client) if rest_client is not None else None
     context.log.info(
         f"funding for {len(futures)} futures instrument(s) x {len(days)} day(s) "
         f"({len(instruments) - len(futures)} spot instrument(s) skipped); archive {redact_url(archive.base_url)}, REST {'on' if rest_on else 'off'}"
@@ -81,6 +83,7 @@ def funding_archive(
             manifest, stats = ingest_funding(
                 client, lake.store(), futures, days, rest=rest,
                 accept_checksum_mismatch=config.accept_checksum_mismatch, max_workers=archive.max_workers,
+                expected=run.daily.is_expected,
             )  # fmt: skip
     except ArchiveIngestError as exc:
         raise ingest_failure(exc.failures, str(exc)) from exc  # FundingRestError knows if it may pass
@@ -88,7 +91,9 @@ def funding_archive(
         manifest,
         metadata={
             SCOPE_KEY: scope,
+            **run.metadata(),
             **reports.source_counts(manifest, stats, spot_skipped=len(instruments) - len(futures)),
             "sources": md_table(reports.sources_by_month(manifest)),
+            **(rest_client.weight_report() if rest_client is not None else {}),  # REST weight used and waited for
         },
     )

@@ -6,10 +6,11 @@ import dagster as dg
 import polars as pl
 
 from lakehouse_assets.defs.common.checks import check_result, raise_if_blocked
+from lakehouse_assets.defs.common.executors import in_process_unless_configured
 from lakehouse_assets.defs.common.keys import BRONZE_FUNDING, SILVER_FUNDING
 from lakehouse_assets.defs.common.metadata import md_each, md_table
 from lakehouse_assets.defs.common.partitions import daily_partitions, range_backfill_policy, window_days
-from lakehouse_assets.defs.common.selection import InstrumentSelection, select_instruments
+from lakehouse_assets.defs.common.selection import InstrumentSelection, select_universe
 from lakehouse_assets.defs.funding.bronze import GROUP
 from lakehouse_assets.defs.resources import BinanceArchiveResource, FundingResource, LakeResource, UniverseResource
 from lakehouse_assets.funding import reports
@@ -56,9 +57,10 @@ def funding_rates(
     funding_rate (per interval, fraction), mark_price (REST only, else null), source ('archive'|'rest') and the raw
     calc_time. Blocking checks (schema, one settlement per slot, slots on the declared interval grid) run before
     anything is written; WARN checks flag rates outside the exchange cap and days missing settlements (listed)."""
-    instruments, scope = select_instruments(context, config, universe.instruments())
-    futures = futures_only(instruments)
     days = window_days(context)
+    run = select_universe(context, config, universe, days)
+    instruments, scope = run.instruments, run.scope
+    futures = futures_only(instruments)
     try:
         caps = funding.caps()
     except ValueError as exc:
@@ -70,7 +72,8 @@ def funding_rates(
 
     outcomes = validate_silver_funding(frame, caps)
     yield from (check_result(o, asset_key=SILVER_FUNDING, severity=_severity(o)) for o in outcomes)
-    report = slot_report(frame, days, futures)
+    # point in time: a day before a listing or after a delisting misses no settlement
+    report = slot_report(frame, days, futures).join(run.daily.expected_frame(), on=["date", "market", "symbol"], how="semi")
     yield _count_result(report)
     raise_if_blocked("silver/funding_rates", [o for o in outcomes if o.name in BLOCKING_CHECKS])
 
@@ -78,6 +81,7 @@ def funding_rates(
         frame,
         metadata={
             SCOPE_KEY: scope,
+            **run.metadata(),
             "settlements": frame.height,
             "instruments": len(futures),
             "days": len(days),
@@ -115,6 +119,7 @@ def _count_result(report: pl.DataFrame) -> dg.AssetCheckResult:
 funding_job = dg.define_asset_job(
     "funding_job",
     selection=dg.AssetSelection.assets(BRONZE_FUNDING, SILVER_FUNDING),
+    executor_def=in_process_unless_configured,  # a chain: bronze then silver (defs/common/executors.py)
     description="Funding history for a day or a range: the monthly archives (REST for days not archived yet) "
     "into silver/funding_rates. gold/funding_features follows gold/features through automation.",
 )

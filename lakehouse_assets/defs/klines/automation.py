@@ -31,6 +31,8 @@ KLINES_1M_FEED = ArchiveFeed(
     name="klines_1m",
     path_for=lambda inst, day: inst.daily_klines_path("1m", day),
     lookback_days=ARCHIVE_SENSOR_DAYS,
+    # ".../BTCUSDT-1m-2024-03": the month's daily files, one listing page however long the symbol's history
+    listing_prefix=lambda inst, day: inst.daily_klines_path("1m", day).removesuffix(f"-{day:%d}.zip"),
 )
 
 klines_archive_sensor = sensors.build_archive_sensor(KLINES_1M_FEED, BRONZE_KLINES, name="klines_archive_sensor")

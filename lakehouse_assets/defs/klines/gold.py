@@ -21,23 +21,30 @@ skipped (``lakehouse/missing: skip``), the features are computed from the histor
 the bars that would have needed the absent days get ``lookback_complete = false`` and are listed
 by the WARN check ``lookback_coverage``. Re-running the partition once those days exist makes
 them equal to the full-history values (README, Gold: "A missing lookback").
+
+Both assets process a run in chunks of whole instruments that fit LAKEHOUSE_RUN_MEMORY_MIB
+(``lake/chunks.py``): a chunk's inputs are read, computed, checked and written before the next
+chunk is read; the checks, the lookback report and each day's summary and charts cover all chunks.
 """
 
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 import polars as pl
 
 from lakehouse_assets import settings
-from lakehouse_assets.defs.common.checks import check_result, raise_if_blocked
+from lakehouse_assets.defs.common.checks import check_result, chunks_written, raise_if_blocked
+from lakehouse_assets.defs.common.executors import in_process_unless_configured
 from lakehouse_assets.defs.common.keys import GOLD_FEATURES, GOLD_RESAMPLED, KLINES_FILLED
 from lakehouse_assets.defs.common.metadata import markdown_table
 from lakehouse_assets.defs.common.partitions import daily_partitions, range_backfill_policy, window_days
+from lakehouse_assets.defs.common.retries import retry_storage_errors
 from lakehouse_assets.defs.common.selection import InstrumentSelection, select_instruments
-from lakehouse_assets.defs.resources import GoldResource, UniverseResource
+from lakehouse_assets.defs.resources import GoldResource, LakeResource, RunMemoryResource, UniverseResource
 from lakehouse_assets.instruments import Instrument
-from lakehouse_assets.klines import reports
+from lakehouse_assets.klines import memory, reports
 from lakehouse_assets.klines.chart import chart_markdown, chart_svg
 from lakehouse_assets.klines.gold_quality import (
     FEATURE_CHECK_DESCRIPTIONS,
@@ -56,8 +63,10 @@ from lakehouse_assets.klines.indicators import (
 )
 from lakehouse_assets.klines.resample import RESAMPLED_SCHEMA, SOURCE_INTERVAL, resample_klines
 from lakehouse_assets.klines.schema import INTERVAL_MS
-from lakehouse_assets.lake.io_manager import MISSING_KEY, MISSING_SKIP, SCOPE_KEY, StoredDays
+from lakehouse_assets.lake.chunks import Chunk, plan_chunks
+from lakehouse_assets.lake.io_manager import MISSING_KEY, MISSING_SKIP, SCOPE_KEY, PartitionWriter, StoredDays
 from lakehouse_assets.lake.layout import day_ranges
+from lakehouse_assets.quality import CheckOutcome, merge_outcomes
 
 # The 1m input of the gold layer: the canonical, gap-filled series (source 'archive' or 'rest'). Its
 # partitions include today (daily_partitions_with_today); gold's stop at yesterday (see the README).
@@ -123,47 +132,96 @@ def klines_resampled(
     klines: pl.LazyFrame,
     universe: UniverseResource,
     gold: GoldResource,
-) -> Iterator[dg.Output[pl.DataFrame] | dg.AssetCheckResult]:
+    lake: LakeResource,
+    run_memory: RunMemoryResource,
+) -> Iterator[dg.Output[PartitionWriter] | dg.AssetCheckResult]:
     instruments, scope = select_instruments(context, config, universe.instruments())
     try:
         intervals = gold.resample_list()
     except ValueError as exc:
         raise dg.Failure(description=f"LAKEHOUSE_RESAMPLE_INTERVALS: {exc}", allow_retries=False) from exc
-    minutes = klines.join(_instrument_keys(instruments), on=["market", "symbol"], how="semi").collect()
-    try:
-        frame = resample_klines(minutes, intervals)
-    except ValueError as exc:
-        raise dg.Failure(
-            description=f"{KLINES_SOURCE.to_user_string()} cannot be resampled: {exc}", allow_retries=False
-        ) from exc
+    days = window_days(context)
+    # Whole instruments per chunk (lake/chunks.py): a bar is one instrument's, and so is a chunk's input.
+    chunks = plan_chunks(instruments, days, run_memory.capacity(memory.GOLD_RESAMPLED), split_days=False)
+    writer = lake.partition_writer(GOLD_RESAMPLED, [d.isoformat() for d in days], partition_column="open_time")
+    done = _ResampledChunks()
+    with retry_storage_errors(context):  # a lake outage while reading or writing a chunk: retry the step
+        for chunk in chunks:
+            minutes = klines.join(_instrument_keys(list(chunk.instruments)), on=["market", "symbol"], how="semi").collect()
+            try:
+                frame = resample_klines(minutes, intervals)
+            except ValueError as exc:
+                raise dg.Failure(
+                    description=f"{KLINES_SOURCE.to_user_string()} cannot be resampled: {exc}", allow_retries=False
+                ) from exc
+            outcomes = validate_resampled(frame)
+            done.add(chunk, minutes.height, frame, outcomes)
+            if all(o.passed for o in outcomes):  # a chunk failing a blocking check writes nothing of itself
+                writer.write(frame)
+                done.written.append(chunk)
 
-    outcomes = validate_resampled(frame)
+    outcomes = merge_outcomes(done.outcomes)
     for outcome in outcomes:
         yield check_result(outcome)
-    raise_if_blocked("gold/klines_resampled", outcomes)
+    raise_if_blocked("gold/klines_resampled", outcomes, written=chunks_written(done.written, len(chunks)))
 
-    incomplete = frame.filter(~pl.col("is_complete"))
-    by_interval = frame.group_by("interval", maintain_order=True).agg(
-        bars=pl.len(), complete=pl.col("is_complete").sum(), incomplete=(~pl.col("is_complete")).sum()
-    )
     yield dg.Output(
-        frame,
+        writer,
         metadata={
             SCOPE_KEY: scope,
             "source": KLINES_SOURCE.to_user_string(),
             "intervals": ", ".join(intervals),
             "instruments": len(instruments),
-            "days": len(window_days(context)),
-            "minutes_read": minutes.height,
-            "incomplete_bars": incomplete.height,
-            "bars_by_interval": dg.MetadataValue.md(markdown_table(by_interval)),
+            "days": len(days),
+            "minutes_read": done.minutes_read,
+            "incomplete_bars": done.incomplete_bars,
+            "bars_by_interval": dg.MetadataValue.md(markdown_table(done.by_interval(intervals))),
             "incomplete_sample": dg.MetadataValue.md(
-                markdown_table(
-                    incomplete.select("market", "symbol", "interval", "open_time", "minutes", "close"), limit=30
-                )
+                markdown_table(done.incomplete_sample(intervals), limit=INCOMPLETE_SAMPLE, total=done.incomplete_bars)
             ),
         },
     )
+
+
+INCOMPLETE_SAMPLE = 30
+
+
+@dataclass
+class _ResampledChunks:
+    """What the chunks of one gold/klines_resampled run add up to, for its checks and metadata (the bars
+    themselves are written chunk by chunk)."""
+
+    minutes_read: int = 0
+    incomplete_bars: int = 0
+    outcomes: list[list[CheckOutcome]] = field(default_factory=list)
+    counts: list[pl.DataFrame] = field(default_factory=list)
+    samples: list[pl.DataFrame] = field(default_factory=list)
+    written: list[Chunk[Instrument]] = field(default_factory=list)
+
+    def add(self, chunk: Chunk[Instrument], minutes: int, frame: pl.DataFrame, outcomes: list[CheckOutcome]) -> None:
+        incomplete = frame.filter(~pl.col("is_complete"))
+        self.minutes_read += minutes
+        self.incomplete_bars += incomplete.height
+        self.outcomes.append(outcomes)
+        self.counts.append(
+            frame.group_by("interval", maintain_order=True).agg(
+                bars=pl.len(), complete=pl.col("is_complete").sum(), incomplete=(~pl.col("is_complete")).sum()
+            )
+        )
+        # the first bars of each interval: the run's sample is among them (bars are ordered by interval first)
+        sample = incomplete.select("market", "symbol", "interval", "open_time", "minutes", "close")
+        self.samples.append(sample.group_by("interval", maintain_order=True).head(INCOMPLETE_SAMPLE).select(sample.columns))
+
+    def by_interval(self, intervals: list[str]) -> pl.DataFrame:
+        """Bars per interval over the run, in the order of ``intervals`` (as one chunk lists them)."""
+        counts = pl.concat(self.counts, how="vertical").group_by("interval").agg(pl.all().sum())
+        return counts.sort(pl.col("interval").replace_strict(intervals, list(range(len(intervals))), default=None))
+
+    def incomplete_sample(self, intervals: list[str]) -> pl.DataFrame:
+        """The run's first incomplete bars in the table's order: interval (as listed), market, symbol, time."""
+        rank = pl.col("interval").replace_strict(intervals, list(range(len(intervals))), default=None)
+        return pl.concat(self.samples, how="vertical").sort(rank, "market", "symbol", "open_time").head(INCOMPLETE_SAMPLE)
+
 
 
 # ---------------------------------------------------------------------------------------------
@@ -224,7 +282,9 @@ def features(
     resampled_bars: StoredDays,
     universe: UniverseResource,
     gold: GoldResource,
-) -> Iterator[dg.Output[pl.DataFrame] | dg.AssetCheckResult]:
+    lake: LakeResource,
+    run_memory: RunMemoryResource,
+) -> Iterator[dg.Output[PartitionWriter] | dg.AssetCheckResult]:
     instruments, scope = select_instruments(context, config, universe.instruments())
     intervals = _feature_intervals(gold)
     start, end = _window(context)
@@ -233,27 +293,101 @@ def features(
         for interval in intervals
     }
     absent = _absent_lookback_days(dict(inputs.values()), start)
+    absent_by_interval = {i: absent[inputs[i][0]] for i in intervals}
+    days = window_days(context)
 
-    frame, history = _compute(intervals, inputs, absent, start, end, _instrument_keys(instruments))
+    # Whole instruments per chunk (lake/chunks.py): an indicator depends on the instrument's earlier bars only.
+    chunks = plan_chunks(instruments, days, run_memory.capacity(memory.GOLD_FEATURES), split_days=False)
+    writer = lake.partition_writer(GOLD_FEATURES, [d.isoformat() for d in days], partition_column="open_time")
+    day_metadata = _DayMetadata(days, intervals, gold.chart_max_symbols)
+    outcomes_by_chunk: list[list[CheckOutcome]] = []
+    histories: list[list[dict[str, object]]] = []
+    lookback: list[pl.DataFrame] = []
+    written: list[Chunk[Instrument]] = []
+    with retry_storage_errors(context):  # a lake outage while reading or writing a chunk: retry the step
+        for chunk in chunks:
+            frame, history = _compute(intervals, inputs, absent, start, end, _instrument_keys(list(chunk.instruments)))
+            outcomes = validate_features(frame)
+            outcomes_by_chunk.append(outcomes)
+            histories.append(history)
+            lookback.append(lookback_report(frame, absent_by_interval))
+            day_metadata.add(frame, list(chunk.instruments))
+            if all(o.passed for o in outcomes):  # a chunk failing a blocking check writes nothing of itself
+                writer.write(frame)
+                written.append(chunk)
 
-    outcomes = validate_features(frame)
+    outcomes = merge_outcomes(outcomes_by_chunk)
     for outcome in outcomes:
         yield check_result(outcome)
-    yield _lookback_check(frame, {i: absent[inputs[i][0]] for i in intervals}, absent)
-    raise_if_blocked("gold/features", outcomes)
+    yield _lookback_check(_sorted_lookback(lookback), absent)
+    raise_if_blocked("gold/features", outcomes, written=chunks_written(written, len(chunks)))
 
-    _add_day_metadata(context, frame, intervals, instruments, gold.chart_max_symbols)
+    day_metadata.attach(context)
     yield dg.Output(
-        frame,
+        writer,
         metadata={
             SCOPE_KEY: scope,
             "source": KLINES_SOURCE.to_user_string(),
             "intervals": ", ".join(intervals),
             "instruments": len(instruments),
-            "days_in_run": len(window_days(context)),
-            "lookback": dg.MetadataValue.md(markdown_table(pl.DataFrame(history))),
+            "days_in_run": len(days),
+            "lookback": dg.MetadataValue.md(markdown_table(pl.DataFrame(_run_history(histories)))),
         },
     )
+
+
+def _run_history(histories: list[list[dict[str, object]]]) -> list[dict[str, object]]:
+    """Per interval, what history the run's chunks read and wrote, added up."""
+    counted = ("bars_read", "bars_written", "lookback_incomplete")
+    run = [dict(row) for row in histories[0]]
+    for history in histories[1:]:
+        for total, row in zip(run, history, strict=True):
+            for key in counted:
+                total[key] = int(total[key]) + int(row[key])  # type: ignore[call-overload]
+    return run
+
+
+def _sorted_lookback(parts: list[pl.DataFrame]) -> pl.DataFrame:
+    return pl.concat(parts, how="vertical").sort("market", "symbol", "interval", "date")
+
+
+class _DayMetadata:
+    """Each day's materialization gets its own summary and charts (a range run would otherwise copy one
+    month-long chart into every day's event); run-level facts go on the output for all days. Gathered chunk
+    by chunk: the summaries are one row per instrument and interval, the charts the first instruments'."""
+
+    def __init__(self, days: list[date], intervals: list[str], charts: int) -> None:
+        self.intervals, self.charts = intervals, charts
+        self.latest: dict[date, list[pl.DataFrame]] = {day: [] for day in days}
+        self.coverage: dict[date, list[pl.DataFrame]] = {day: [] for day in days}
+        self.chart_md: dict[date, dict[str, dg.MetadataValue]] = {day: {} for day in days}
+
+    def add(self, frame: pl.DataFrame, instruments: list[Instrument]) -> None:
+        for day in self.latest:
+            day_start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+            day_end = day_start + timedelta(days=1)
+            rows = frame.filter(pl.col("open_time") >= day_start, pl.col("open_time") < day_end)
+            self.latest[day].append(reports.latest_features(rows))
+            self.coverage[day].append(reports.feature_coverage(rows))
+            left = self.charts - len(self.chart_md[day])
+            self.chart_md[day].update(_charts(rows, self.intervals, instruments, day_start, day_end, left))
+
+    def attach(self, context: dg.AssetExecutionContext) -> None:
+        for day in self.latest:
+            context.add_asset_metadata(
+                {
+                    "latest": dg.MetadataValue.md(markdown_table(_by_instrument(self.latest[day]), limit=60)),
+                    "coverage": dg.MetadataValue.md(markdown_table(_by_instrument(self.coverage[day]), limit=60)),
+                    **self.chart_md[day],
+                },
+                partition_key=day.isoformat(),
+            )
+
+
+def _by_instrument(parts: list[pl.DataFrame]) -> pl.DataFrame:
+    """Per-chunk tables of one row per instrument and interval, as one table in that order."""
+    present = [p for p in parts if p.height]
+    return pl.concat(present, how="vertical").sort("market", "symbol", "interval") if present else pl.DataFrame()
 
 
 def _compute(
@@ -291,25 +425,6 @@ def _compute(
     return frame, history
 
 
-def _add_day_metadata(
-    context: dg.AssetExecutionContext, frame: pl.DataFrame, intervals: list[str], instruments: list[Instrument], charts: int
-) -> None:
-    """Each day's materialization gets its own summary and charts (a range run would otherwise copy one
-    month-long chart into every day's event); run-level facts go on the output for all days."""
-    for day in window_days(context):
-        day_start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-        day_end = day_start + timedelta(days=1)
-        rows = frame.filter(pl.col("open_time") >= day_start, pl.col("open_time") < day_end)
-        context.add_asset_metadata(
-            {
-                "latest": dg.MetadataValue.md(markdown_table(reports.latest_features(rows), limit=60)),
-                "coverage": dg.MetadataValue.md(markdown_table(reports.feature_coverage(rows), limit=60)),
-                **_charts(rows, intervals, instruments, day_start, day_end, charts),
-            },
-            partition_key=day.isoformat(),
-        )
-
-
 def _absent_lookback_days(inputs: dict[dg.AssetKey, StoredDays], start: datetime) -> dict[dg.AssetKey, list[date]]:
     """Per input: the lookback days it never stored (skipped by the IO manager). Its own days are required:
     if any is absent, fail naming every absent own day of every input at once."""
@@ -345,11 +460,8 @@ def _bars(stored: StoredDays, interval: str, since: datetime, end: datetime, key
     )
 
 
-def _lookback_check(
-    frame: pl.DataFrame, absent_by_interval: dict[str, list[date]], absent: dict[dg.AssetKey, list[date]]
-) -> dg.AssetCheckResult:
-    """WARN: the bars computed without their whole lookback, per symbol, interval and day."""
-    report = lookback_report(frame, absent_by_interval)
+def _lookback_check(report: pl.DataFrame, absent: dict[dg.AssetKey, list[date]]) -> dg.AssetCheckResult:
+    """WARN: the bars computed without their whole lookback, per symbol, interval and day (``lookback_report``)."""
     skipped = "; ".join(
         f"{key.to_user_string()} {day_ranges([d.isoformat() for d in days])}" for key, days in absent.items() if days
     )
@@ -445,6 +557,7 @@ def _charts(
 gold_job = dg.define_asset_job(
     "gold_job",
     selection=dg.AssetSelection.assets(GOLD_RESAMPLED, GOLD_FEATURES),
+    executor_def=in_process_unless_configured,  # a chain: features reads the resampled bars (defs/common/executors.py)
     description=(
         "Build gold/klines_resampled and gold/features from silver/klines_filled (the gap-filled 1m series) for a "
         "day or a range; klines_filled must be materialized for those days. Lookback days that are not are skipped "
