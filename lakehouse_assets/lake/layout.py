@@ -25,8 +25,9 @@ what was not. The Dagster adapter (``lake/io_manager.py``) turns these errors in
 from __future__ import annotations
 
 import io
+from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -42,7 +43,7 @@ SCOPE_ALL = "all"
 WRITE_KEEP = "keep"
 WRITE_EXACT = "exact"
 INSTRUMENT_COLUMNS = ("market", "symbol")
-WRITE_THREADS = 4  # instrument-day files encoded and stored at once by one writer
+WRITE_THREADS = 4  # instrument-day files one writer encodes at once (it stores them one at a time)
 
 
 class MissingPartitionsError(LakeError):
@@ -210,20 +211,28 @@ class PartitionWriter:
             self._stats["rows_by_day"][day] += rows
             files.append((day, instrument_file(market, symbol), frame.slice(first, rows).select(data_cols)))
 
-        def put(file: tuple[str, str, pl.DataFrame]) -> int:
-            day, name, rows = file
-            payload = frame_to_parquet(rows)
-            self.store.put_bytes(f"{partition_dir(table, day)}/{name}", payload)
-            return len(payload)
-
-        # A universe run writes thousands of small files: encoding (pyarrow) and the atomic put (fsync, or an
-        # S3 PUT) release the GIL, so a few threads overlap them. Each file is still written atomically.
+        # A universe run writes thousands of small files. Encoding them (pyarrow releases the GIL) runs a few
+        # files ahead on threads; the puts stay one at a time and in order, so the first failing put stops the
+        # chunk (nothing after it is tried) and a killed writer leaves the files before it, never a torn one.
         with ThreadPoolExecutor(max_workers=max(1, min(WRITE_THREADS, len(files)))) as pool:
-            sizes = list(pool.map(put, files))
-        for (day, name, _), size in zip(files, sizes, strict=True):
-            self._written[day].add(name)
-            self._stats["files_written"] += 1
-            self._stats["bytes_written"] += size
+            queued = iter(files)
+            ahead: deque[tuple[str, str, Future[bytes]]] = deque()
+
+            def encode_next() -> None:
+                file = next(queued, None)
+                if file is not None:
+                    ahead.append((file[0], file[1], pool.submit(frame_to_parquet, file[2])))
+
+            for _ in range(2 * WRITE_THREADS):
+                encode_next()
+            while ahead:
+                day, name, encoded = ahead.popleft()
+                payload = encoded.result()
+                self.store.put_bytes(f"{partition_dir(table, day)}/{name}", payload)
+                self._written[day].add(name)
+                self._stats["files_written"] += 1
+                self._stats["bytes_written"] += len(payload)
+                encode_next()
 
     def finish(self, *, scope: str = SCOPE_ALL, mode: str = WRITE_KEEP) -> dict[str, Any]:
         """Settle every day of the run (empty-day markers, ``exact`` deletions); returns the run's write stats."""
