@@ -80,7 +80,7 @@ def instruments(
         read = fold_answers(answers, store.get_bytes, markets=markets)
     except (AnswerError, ExchangeInfoError) as exc:
         raise dg.Failure(description=f"bronze/exchange_info: {exc}", allow_retries=False) from exc
-    listing_url = redact_url(archive.listing_url)
+    listing_url = redact_url(archive.resolved_listing_url())
     context.log.info(f"listing {', '.join(markets)} 1m klines at {listing_url} ({archive.max_workers} in parallel)")
     try:
         with archive.listing() as listing:
