@@ -20,9 +20,12 @@ A redirect chain shares the deadline of the request that started it. Pure module
 
 from __future__ import annotations
 
+import email.utils
+import math
 import socket
 import threading
 import time
+from datetime import UTC
 from typing import Any, Final
 
 import requests
@@ -33,6 +36,7 @@ from requests.adapters import HTTPAdapter
 from lakehouse_assets.redact import install_log_redaction, redact_url
 
 __all__ = [
+    "retry_after_seconds",
     "DEFAULT_CONNECT_TIMEOUT_SECONDS",
     "DeadlineSession",
     "TransferDeadlineExceeded",
@@ -247,3 +251,23 @@ class DeadlineSession(requests.Session):
             response.close()
             raise TransferDeadlineExceeded(request.url or "?", self.deadline_seconds, guard.elapsed)
         return response
+
+
+def retry_after_seconds(value: str | None, *, now: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value (delta-seconds or an HTTP date, RFC 9110), counted from
+    ``now`` (epoch seconds); None when absent or unreadable, so the caller falls back to its own backoff.
+    One parser for the archive client and the REST weight budget, so both read a server's wait the same way."""
+    value = (value or "").strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = when.timestamp() - now
+    return max(0.0, seconds) if math.isfinite(seconds) else None

@@ -26,7 +26,6 @@ which Dagster captures.
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import random
 import threading
@@ -34,7 +33,6 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
@@ -45,6 +43,7 @@ from lakehouse_assets.http_transfer import (
     DeadlineSession,
     TransferDeadlineExceeded,
     pooled_adapter,
+    retry_after_seconds,
     validate_timeouts,
 )
 from lakehouse_assets.redact import redact_text, redact_url
@@ -169,24 +168,6 @@ def _redirect_loop_reason(url: str, limit: int, exc: requests.TooManyRedirects) 
     distinct = list(dict.fromkeys(hops))
     chain = f", cycling through {' -> '.join(distinct[:4])}" if distinct else ""
     return f"redirect loop: more than {limit} redirects from {redact_url(url)}{chain}"
-
-
-def _parse_retry_after(value: str | None) -> float | None:
-    """Retry-After is either delta-seconds or an HTTP date; anything else is ignored."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 class ArchiveClient:
@@ -441,7 +422,7 @@ class ArchiveClient:
                 raise _Retryable(
                     f"HTTP {status} {response.reason or ''}".rstrip(),
                     status=status,
-                    retry_after=_parse_retry_after(response.headers.get("Retry-After")),
+                    retry_after=retry_after_seconds(response.headers.get("Retry-After"), now=time.time()),
                 )
             if status != 200:
                 raise _Fatal(f"HTTP {status} {response.reason or ''}".rstrip(), status=status)

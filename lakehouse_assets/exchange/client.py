@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 
 import ccxt
 
-from lakehouse_assets.exchange.weight_budget import BudgetConfig, WeightBudget, WeightBudgetBlocked
+from lakehouse_assets.exchange.weight_budget import BudgetConfig, WeightBudget, WeightBudgetBlocked, parse_retry_after
 from lakehouse_assets.http_transfer import (
     DEFAULT_CONNECT_TIMEOUT_SECONDS,
     DeadlineSession,
@@ -364,12 +364,7 @@ _RECORDING: dict[type, type] = {}
 
 
 def _retry_after(exchange: Any) -> float | None:
-    headers = getattr(exchange, "last_response_headers", None) or {}
-    value = headers.get("Retry-After") or headers.get("retry-after")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
+    return parse_retry_after(getattr(exchange, "last_response_headers", None), now=time.time())
 
 
 def _short(exc: BaseException, limit: int = 300) -> str:

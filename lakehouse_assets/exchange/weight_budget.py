@@ -33,7 +33,6 @@ Pure module: no Dagster, no ccxt; the ccxt client (``exchange/client.py``) calls
 from __future__ import annotations
 
 import contextlib
-import email.utils
 import fcntl
 import json
 import logging
@@ -50,6 +49,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from lakehouse_assets.http_transfer import retry_after_seconds
 from lakehouse_assets.instruments import MARKETS
 from lakehouse_assets.redact import redact_url
 
@@ -118,20 +118,8 @@ def parse_retry_after(headers: Mapping[str, Any] | None, *, now: float) -> float
     value = None
     for name, text in (headers or {}).items():
         if str(name).lower() == "retry-after":
-            value = str(text).strip()
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = when.timestamp() - now
-    return max(0.0, seconds) if math.isfinite(seconds) else None
+            value = str(text)
+    return retry_after_seconds(value, now=now)
 
 
 def _futures_klines_weight(limit: int) -> int:

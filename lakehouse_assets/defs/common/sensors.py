@@ -68,6 +68,17 @@ def scheduled_run_tags(trigger: str) -> dict[str, str]:
 # --------------------------------------------------------------------------- new-archive sensor
 
 
+def todays_partition_request(context: dg.ScheduleEvaluationContext, name: str) -> dg.RunRequest:
+    """The run a daily-at-a-time schedule asks for: the UTC day it fires on (keyed by its minute, so a
+    tick evaluated twice launches once), tagged like every scheduled run."""
+    scheduled = (context.scheduled_execution_time or utc_now()).astimezone(UTC)
+    return dg.RunRequest(
+        run_key=f"{name}:{scheduled:%Y-%m-%dT%H:%M}",
+        partition_key=scheduled.date().isoformat(),
+        tags=scheduled_run_tags(name),
+    )
+
+
 def build_archive_sensor(
     feed: ArchiveFeed,
     asset_key: dg.AssetKey,

@@ -81,12 +81,7 @@ def lakehouse_daily(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest
     ),
 )
 def lakehouse_today(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-    scheduled = (context.scheduled_execution_time or sensors.utc_now()).astimezone(UTC)
-    return dg.RunRequest(
-        run_key=f"lakehouse_today:{scheduled:%Y-%m-%dT%H:%M}",
-        partition_key=scheduled.date().isoformat(),
-        tags=sensors.scheduled_run_tags("lakehouse_today"),
-    )
+    return sensors.todays_partition_request(context, "lakehouse_today")
 
 
 silver_klines_freshness = sensors.build_freshness_check(SILVER_KLINES, max_age=sensors.FRESHNESS_MAX_AGE)

@@ -8,8 +8,6 @@ COIN-M klines finds the newest contract sizes.
 
 from __future__ import annotations
 
-from datetime import UTC
-
 import dagster as dg
 
 from lakehouse_assets import settings
@@ -31,9 +29,4 @@ EXCHANGE_INFO_CRON: str = settings.get("LAKEHOUSE_EXCHANGE_INFO_CRON")
     ),
 )
 def exchange_info_daily(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-    scheduled = (context.scheduled_execution_time or sensors.utc_now()).astimezone(UTC)
-    return dg.RunRequest(
-        run_key=f"exchange_info_daily:{scheduled:%Y-%m-%dT%H:%M}",
-        partition_key=scheduled.date().isoformat(),
-        tags=sensors.scheduled_run_tags("exchange_info_daily"),
-    )
+    return sensors.todays_partition_request(context, "exchange_info_daily")
