@@ -37,7 +37,12 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from lakehouse_assets.instruments import DEFAULT_SYMBOLS, MARKETS, parse_instrument
-from lakehouse_assets.klines.memory import DEFAULT_RUN_MEMORY_MIB, MIN_RUN_MEMORY_MIB
+from lakehouse_assets.klines.memory import (
+    DEFAULT_RUN_MEMORY_MIB,
+    MIN_RUN_MEMORY_MIB,
+    max_days_for_budget,
+    min_budget_for_run,
+)
 from lakehouse_assets.lake.store import DEFAULT_STORAGE
 from lakehouse_assets.redact import MASK, redact_url, url_host
 from lakehouse_assets.universe.selection import parse_spec
@@ -454,7 +459,7 @@ declare("LAKEHOUSE_RELIST_GAP_DAYS", "14", integer(1, 366, unit="days"),
         "silver/instruments: a run of at least this many days without an archive file ends a trading period "
         "(a relisting starts a new one); shorter holes are files Binance missed")
 declare("LAKEHOUSE_START_DATE", "2020-01-01", past_day(), "first daily partition (UTC), YYYY-MM-DD, not in the future")
-declare("LAKEHOUSE_DAYS_PER_RUN", "31", integer(1), "days one backfill run processes")
+declare("LAKEHOUSE_DAYS_PER_RUN", "366", integer(1), "days one backfill run processes")
 declare("LAKEHOUSE_RUN_MEMORY_MIB", str(DEFAULT_RUN_MEMORY_MIB), integer(MIN_RUN_MEMORY_MIB, unit="MiB"),
         "peak memory of one run: steps process and write their instrument-days in chunks that fit (README, "
         "Bounded memory); the minimum is the process plus one instrument-day")
@@ -552,9 +557,26 @@ def _check_feature_intervals(values: Mapping[str, Value]) -> list[str]:
     ]
 
 
+def _check_run_memory(values: Mapping[str, Value]) -> list[str]:
+    """The gap-fill and gold hold one instrument over the whole run at once: the budget must allow that."""
+    budget, days = values["LAKEHOUSE_RUN_MEMORY_MIB"], values["LAKEHOUSE_DAYS_PER_RUN"]
+    needed = min_budget_for_run(days.value)
+    if budget.value >= needed:
+        return []
+    return [
+        budget.setting.problem(
+            budget.raw or str(budget.value),
+            f"below the {needed} MiB that one instrument over LAKEHOUSE_DAYS_PER_RUN={days.value} days needs in "
+            f"the gap-fill and gold (they never cut an instrument's days); raise it, or set "
+            f"LAKEHOUSE_DAYS_PER_RUN to {max_days_for_budget(budget.value)} or fewer",
+        )
+    ]
+
+
 #: Rules across settings: run only when each setting involved is valid on its own.
 CROSS_CHECKS: list[tuple[tuple[str, ...], Callable[[Mapping[str, Value]], list[str]]]] = [
     (("LAKEHOUSE_FEATURE_INTERVALS", "LAKEHOUSE_RESAMPLE_INTERVALS"), _check_feature_intervals),
+    (("LAKEHOUSE_RUN_MEMORY_MIB", "LAKEHOUSE_DAYS_PER_RUN"), _check_run_memory),
 ]
 
 

@@ -65,6 +65,15 @@ def instance() -> Iterator[dg.DagsterInstance]:
         yield inst
 
 
+@pytest.fixture
+def queued_instance() -> Iterator[dg.DagsterInstance]:
+    """A test instance with the queued run coordinator: runs wait in the queue, nothing executes by itself."""
+    with dg.instance_for_test(
+        overrides={"run_coordinator": {"module": "dagster._core.run_coordinator", "class": "QueuedRunCoordinator"}}
+    ) as instance:
+        yield instance
+
+
 class Clock:
     """The sensors' frozen clock: ``clock.set(datetime)``."""
 

@@ -15,6 +15,8 @@ pipeline test therefore fails when the shipped wiring breaks, not only when an a
   materialize it for cm (``seed_exchange_info``) when the universe names COIN-M and the lake has no answer.
 * ``automation_defs(res)`` is what ``lakehouse_automation`` evaluates: its default condition on
   every asset it targets.
+* ``launch_backfill`` / ``iterate_backfills`` / ``targeted_partitions``: a backfill as the UI's "Launch
+  backfill" button sends it (its GraphQL mutation) and the backfill daemon's own iteration cuts it into runs.
 
 Why not ``Definitions.merge`` / ``Definitions.with_resources``: in Dagster 1.13 both refuse a second
 value for a resource key the code location already sets ("different resources with same key"), so
@@ -23,7 +25,9 @@ the overrides are applied by rebuilding ``Definitions`` from the shipped object'
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +47,8 @@ from lakehouse_assets.defs.resources import (
     UniverseResource,
 )
 from lakehouse_assets.lake.io_manager import HiveParquetIOManager, LakeResource, LakeS3Resource
+from lakehouse_assets.lake.layout import write_partitions
+from lakehouse_assets.lake.store import LocalStore
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
@@ -267,3 +273,85 @@ def read_table(lake: Path, name: str) -> pl.DataFrame:
     """Every day of a lake table, with its ``date`` (text) from the Hive path."""
     files = sorted((lake / name).glob("date=*/*.parquet"))
     return pl.concat([pl.read_parquet(f).with_columns(date=pl.lit(f.parent.name[5:])) for f in files], how="diagonal_relaxed")
+
+
+# --------------------------------------------------------------------------- backfills as the UI and daemon make them
+
+# The mutation of the UI's "Launch backfill" button.
+LAUNCH_BACKFILL = """
+mutation LaunchPartitionBackfill($backfillParams: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $backfillParams) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message stack }
+  }
+}
+"""
+
+def launch_backfill(workspace, keys: Sequence[dg.AssetKey], days: list[str]) -> str:
+    """What the UI sends for "select these assets, Materialize, these partitions, Launch backfill"."""
+    from dagster_graphql.test.utils import execute_dagster_graphql
+
+    launched = execute_dagster_graphql(
+        workspace.create_request_context(),
+        LAUNCH_BACKFILL,
+        {"backfillParams": {"partitionNames": days, "assetSelection": [{"path": key.path} for key in keys]}},
+    )
+    assert launched.data["launchPartitionBackfill"]["__typename"] == "LaunchBackfillSuccess", launched
+    return launched.data["launchPartitionBackfill"]["backfillId"]
+
+
+def targeted_partitions(instance: dg.DagsterInstance, backfill_id: str) -> dict[str, list[str]]:
+    """The partitions the backfill targets, per asset, as the daemon stored them."""
+    target = instance.get_backfill(backfill_id).asset_backfill_data.target_subset
+    return {
+        key.to_user_string(): sorted(target.get_partitions_subset(key).get_partition_keys())
+        for key in target.asset_keys
+    }
+
+
+def iterate_backfills(workspace) -> None:
+    from dagster._daemon.backfill import execute_backfill_iteration
+
+    list(execute_backfill_iteration(workspace, logging.getLogger("backfill-test")))
+
+
+def write_bar_keys(lake: Path, first: date, last: date) -> pl.DataFrame:
+    """gold/features keys for um:BTCUSDT 1h and 1d bars (and spot 1h, which funding must ignore)."""
+    frames = []
+    for market, symbol, interval, step in (
+        ("um", "BTCUSDT", "1h", timedelta(hours=1)),
+        ("um", "BTCUSDT", "1d", timedelta(days=1)),
+        ("spot", "BTCUSDT", "1h", timedelta(hours=1)),
+    ):
+        start = datetime(first.year, first.month, first.day, tzinfo=UTC)
+        end = datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=1)
+        opens = pl.datetime_range(start, end, step, closed="left", eager=True, time_zone="UTC").dt.cast_time_unit("ms")
+        frames.append(
+            pl.DataFrame({"market": market, "symbol": symbol, "interval": interval, "open_time": opens}).with_columns(
+                close_time=pl.col("open_time") + pl.duration(milliseconds=step // timedelta(milliseconds=1) - 1)
+            )
+        )
+    bars = pl.concat(frames)
+    days = [(first + timedelta(days=k)).isoformat() for k in range((last - first).days + 1)]
+    write_partitions(LocalStore(lake), "gold/features", bars, days=days, partition_column="open_time")
+    return bars
+
+
+def execute_queued_run(workspace: Any, instance: dg.DagsterInstance, run: dg.DagsterRun, *, timeout: float = 300) -> None:
+    """Dequeue ``run`` as the queue daemon does: the code server starts a run worker process; wait for it to succeed."""
+    import time
+
+    from dagster._core.launcher import LaunchRunContext
+
+    instance.handle_run_event(
+        run.run_id, dg.DagsterEvent(event_type_value="PIPELINE_STARTING", job_name=run.job_name, message="dequeued")
+    )
+    instance.run_launcher.launch_run(
+        LaunchRunContext(dagster_run=instance.get_run_by_id(run.run_id), workspace=workspace.create_request_context())
+    )
+    deadline = time.monotonic() + timeout
+    while not instance.get_run_by_id(run.run_id).is_finished:
+        assert time.monotonic() < deadline, f"run {run.run_id} did not finish in {timeout:.0f} s"
+        time.sleep(0.2)
+    assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.SUCCESS

@@ -103,18 +103,27 @@ def completeness_report(
     wanted_days = list(dict.fromkeys(days))
     wanted_instruments = list(dict.fromkeys(instruments))
 
-    by_key = _group_by_day(frame, interval, wanted_days, wanted_instruments)
+    scoped = _scoped(frame, interval, wanted_days, wanted_instruments)
+    counts = _day_counts(scoped, step_ms)
+    # Only a day with fewer distinct on-grid bars than the grid has holes to locate; the others (nearly
+    # every day of a backfill) are one dict lookup each, so a universe-year costs no Polars call per day.
+    holed = {key for key, (_, bars) in counts.items() if bars < expected}
+    by_key = _series_by_key(scoped, holed)
     empty = pl.Series("open_time", [], dtype=pl.Datetime("ms", "UTC"))
     records: list[tuple[object, ...]] = []
     for instrument in wanted_instruments:
+        market, symbol = instrument.market, instrument.symbol
         for day in wanted_days:
-            open_times = by_key.get((instrument.market, instrument.symbol, day), empty)
+            key = (market, symbol, day)
+            rows, bars = counts.get(key, (0, 0))
             status = EXPECTED if lifecycle is None else lifecycle.status_of(instrument, day)
             if status != EXPECTED:
-                records.append(
-                    (instrument.market, instrument.symbol, day, open_times.len(), 0, 1.0, 0, "", status, "")
-                )
+                records.append((market, symbol, day, rows, 0, 1.0, 0, "", status, ""))
                 continue
+            if bars >= expected:
+                records.append((market, symbol, day, rows, expected, 1.0, 0, "", status, ""))
+                continue
+            open_times = by_key.get(key, empty)
             day_start = datetime(day.year, day.month, day.day, tzinfo=UTC)
             day_end = day_start + timedelta(days=1)
             holes = missing_ranges(open_times, day_start, day_end, step)
@@ -136,10 +145,10 @@ def completeness_report(
             day_expected = expected - off_bars
             records.append(
                 (
-                    instrument.market,
-                    instrument.symbol,
+                    market,
+                    symbol,
                     day,
-                    open_times.len(),
+                    rows,
                     day_expected,
                     (day_expected - missing) / day_expected if day_expected else 1.0,
                     missing,
@@ -151,14 +160,16 @@ def completeness_report(
     return pl.DataFrame(records, schema=COMPLETENESS_SCHEMA, orient="row")
 
 
-def _group_by_day(
+def _scoped(
     frame: pl.DataFrame,
     interval: str,
     days: Iterable[date],
     instruments: Iterable[Instrument],
-) -> dict[tuple[str, str, date], pl.Series]:
+) -> pl.DataFrame:
+    """(market, symbol, open_time in UTC, date) of the requested instruments and days."""
+    schema = {"market": pl.String(), "symbol": pl.String(), "open_time": pl.Datetime("ms", "UTC"), "date": pl.Date()}
     if frame.is_empty():
-        return {}
+        return pl.DataFrame(schema=schema)
     open_time = pl.col("open_time")
     if getattr(frame.schema["open_time"], "time_zone", None) is not None:
         open_time = open_time.dt.convert_time_zone("UTC")
@@ -166,18 +177,37 @@ def _group_by_day(
     scoped = frame.lazy()
     if "interval" in frame.columns:
         scoped = scoped.filter(pl.col("interval") == interval)
-    scoped_frame = (
+    return (
         scoped.select("market", "symbol", open_time.alias("open_time"))
         .with_columns(date=pl.col("open_time").dt.date())
         .filter(pl.col("date").is_in(list(days)))
         .join(keys.lazy(), on=["market", "symbol"], how="semi")
         .collect()
     )
+
+
+def _day_counts(scoped: pl.DataFrame, step_ms: int) -> dict[tuple[str, str, date], tuple[int, int]]:
+    """Per (market, symbol, day): rows as stored, and distinct on-grid bars (what completeness counts)."""
+    if scoped.is_empty():
+        return {}
+    epoch = pl.col("open_time").dt.epoch("ms")
+    counted = scoped.group_by("market", "symbol", "date").agg(
+        rows=pl.len(),
+        bars=epoch.filter(epoch % step_ms == 0).n_unique(),
+    )
+    return {(m, s, d): (rows, bars) for m, s, d, rows, bars in counted.iter_rows()}
+
+
+def _series_by_key(scoped: pl.DataFrame, keys: set[tuple[str, str, date]]) -> dict[tuple[str, str, date], pl.Series]:
+    """The open times of the instrument-days in ``keys`` (those with holes), one Series each."""
+    if not keys or scoped.is_empty():
+        return {}
+    wanted = pl.DataFrame(list(keys), schema={"market": pl.String(), "symbol": pl.String(), "date": pl.Date()},
+                          orient="row")
+    picked = scoped.join(wanted, on=["market", "symbol", "date"], how="semi")
     return {
         (key[0], key[1], key[2]): part["open_time"]
-        for key, part in scoped_frame.partition_by(
-            ["market", "symbol", "date"], as_dict=True
-        ).items()
+        for key, part in picked.partition_by(["market", "symbol", "date"], as_dict=True).items()
     }
 
 

@@ -52,3 +52,17 @@ MODELS: tuple[MemoryModel, ...] = (SILVER_KLINES, KLINES_FILLED, GOLD_RESAMPLED,
 #: The smallest LAKEHOUSE_RUN_MEMORY_MIB: the process plus one instrument-day of the costliest step.
 MIN_RUN_MEMORY_MIB: int = max(model.min_budget_mib for model in MODELS)
 DEFAULT_RUN_MEMORY_MIB = 2048
+
+#: Steps whose values depend on earlier days (gap-fill windows, indicators): they never cut an
+#: instrument's days, so one instrument over a whole run is their smallest chunk.
+WHOLE_RUN_MODELS: tuple[MemoryModel, ...] = (KLINES_FILLED, GOLD_RESAMPLED, GOLD_FEATURES)
+
+
+def min_budget_for_run(days_per_run: int) -> int:
+    """The budget that still holds one instrument over a whole run in the steps that cannot cut days."""
+    return max(model.fixed_mib + model.mib_per_instrument_day * days_per_run for model in WHOLE_RUN_MODELS).__ceil__()
+
+
+def max_days_for_budget(budget_mib: int) -> int:
+    """The longest run whose one-instrument chunk fits ``budget_mib`` in every step that cannot cut days."""
+    return min(model.capacity(budget_mib) for model in WHOLE_RUN_MODELS)

@@ -17,6 +17,11 @@ Input options (``dg.AssetIn(metadata=...)``):
   days the table holds are loaded, absent ones are skipped without an error; with no day present
   the input is an empty frame with the table's columns (if the table holds any file), else None.
   Default (``"error"``): a day never materialized fails the step, naming every absent day.
+* ``{"lakehouse/lookback_days": N}`` (``LOOKBACK_KEY``): also read the N daily partitions before the days
+  Dagster maps to the input (those before the table's first partition do not exist and are not asked
+  for). A lookback rather than a ``TimeWindowPartitionMapping(start_offset=-N)``: the graph keeps the
+  own days only, so a backfill does not target the N days after its range (``defs/common/lookback.py``).
+  With ``lakehouse/missing: skip``, absent lookback days are skipped like absent own days.
 * Annotate the input as ``StoredDays`` to also learn which days were present and which missing.
 
 Chunked outputs (bounded memory, ``lake/chunks.py``): an asset that processes its range chunk by
@@ -41,6 +46,7 @@ import polars as pl
 from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
+from lakehouse_assets.defs.common.lookback import lookback_keys
 from lakehouse_assets.defs.common.retries import checked, retries_storage_errors
 from lakehouse_assets.lake.layout import (
     EMPTY_FILE,
@@ -64,7 +70,7 @@ from lakehouse_assets.lake.layout import (
 from lakehouse_assets.lake.store import DEFAULT_STORAGE, LakeStore, open_store, s3_client, s3_region, s3_session
 
 __all__ = [
-    "EMPTY_FILE", "MISSING_ERROR", "MISSING_KEY", "MISSING_SKIP", "SCOPE_ALL", "SCOPE_KEY", "WRITE_EXACT",
+    "EMPTY_FILE", "LOOKBACK_KEY", "MISSING_ERROR", "MISSING_KEY", "MISSING_SKIP", "SCOPE_ALL", "SCOPE_KEY", "WRITE_EXACT",
     "WRITE_KEEP", "WRITE_MODE_KEY", "HiveParquetIOManager", "LakeResource", "LakeS3Resource", "PartitionWriter",
     "StoredDays", "table_prefix",
 ]
@@ -77,6 +83,8 @@ WRITE_MODE_KEY = "lakehouse/write_mode"
 MISSING_KEY = "lakehouse/missing"
 MISSING_ERROR = "error"
 MISSING_SKIP = "skip"
+# Input metadata: how many daily partitions before its own days the input also reads.
+LOOKBACK_KEY = "lakehouse/lookback_days"
 
 _stores: dict[tuple[Any, ...], LakeStore] = {}
 _stores_lock = threading.Lock()
@@ -351,6 +359,13 @@ class HiveParquetIOManager(dg.ConfigurableIOManager):
                 f"{table}: input metadata {MISSING_KEY}={missing_mode!r}; expected {MISSING_ERROR!r} or {MISSING_SKIP!r}"
             )
         days = list(context.asset_partition_keys)
+        lookback = _meta_value(meta.get(LOOKBACK_KEY))
+        if lookback is not None:
+            if isinstance(lookback, bool) or not isinstance(lookback, int) or lookback < 0:
+                raise dg.DagsterInvariantViolationError(
+                    f"{table}: input metadata {LOOKBACK_KEY}={lookback!r}; expected a number of days >= 0"
+                )
+            days = lookback_keys(context.asset_partitions_def, days, lookback)
         if missing_mode == MISSING_SKIP or not days:
             stored = read_days(store, table, days, columns=columns)
             if stored.missing:

@@ -25,7 +25,6 @@ what was not. The Dagster adapter (``lake/io_manager.py``) turns these errors in
 from __future__ import annotations
 
 import io
-from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -43,7 +42,9 @@ SCOPE_ALL = "all"
 WRITE_KEEP = "keep"
 WRITE_EXACT = "exact"
 INSTRUMENT_COLUMNS = ("market", "symbol")
-WRITE_THREADS = 4  # instrument-day files one writer encodes at once (it stores them one at a time)
+WRITE_THREADS = 4  # instrument-day files one writer encodes at once
+TINY_FRAME_ROWS = 16  # frames shorter than this are written uncompressed (frame_to_parquet)
+PUT_BATCH = 256  # instrument-day files stored by one ``put_many`` (their fsyncs overlap; they appear in order)
 
 
 class MissingPartitionsError(LakeError):
@@ -103,7 +104,9 @@ def frame_to_parquet(frame: pl.DataFrame) -> bytes:
 
     Timestamps and counts rise steadily, so DELTA_BINARY_PACKED shrinks them to a few bits per row;
     dictionaries are kept for the constant string columns only (price dictionaries cost more than
-    they save). Data page v1 keeps the files readable by older Hive/Trino/Athena readers.
+    they save). Data page v1 keeps the files readable by older Hive/Trino/Athena readers. A frame of a
+    few rows (a manifest row per archive file, an empty-day marker) is stored uncompressed: compressing
+    19 one-value columns saved nothing and cost ~1 ms per file, 36,500 files in a universe year.
     """
     table = frame.to_arrow()
     delta = [
@@ -115,8 +118,8 @@ def frame_to_parquet(frame: pl.DataFrame) -> bytes:
     pq.write_table(
         table,
         buf,
-        compression="zstd",
-        compression_level=6,
+        compression="zstd" if frame.height >= TINY_FRAME_ROWS else "none",
+        compression_level=6 if frame.height >= TINY_FRAME_ROWS else None,
         use_dictionary=strings or False,
         column_encoding={name: "DELTA_BINARY_PACKED" for name in delta} or None,
         data_page_version="1.0",
@@ -211,28 +214,27 @@ class PartitionWriter:
             self._stats["rows_by_day"][day] += rows
             files.append((day, instrument_file(market, symbol), frame.slice(first, rows).select(data_cols)))
 
-        # A universe run writes thousands of small files. Encoding them (pyarrow releases the GIL) runs a few
-        # files ahead on threads; the puts stay one at a time and in order, so the first failing put stops the
-        # chunk (nothing after it is tried) and a killed writer leaves the files before it, never a torn one.
+        # A universe run writes thousands of small files. They are encoded on threads (pyarrow releases the GIL),
+        # one batch ahead of the batch being stored; ``put_many`` stores a batch in order with its fsyncs
+        # overlapping, so the first failing put stops the chunk (nothing after it is tried) and a killed writer
+        # leaves the files before it, never a torn one.
+        batches = [files[i : i + PUT_BATCH] for i in range(0, len(files), PUT_BATCH)]
         with ThreadPoolExecutor(max_workers=max(1, min(WRITE_THREADS, len(files)))) as pool:
-            queued = iter(files)
-            ahead: deque[tuple[str, str, Future[bytes]]] = deque()
 
-            def encode_next() -> None:
-                file = next(queued, None)
-                if file is not None:
-                    ahead.append((file[0], file[1], pool.submit(frame_to_parquet, file[2])))
+            def encode(batch: list[tuple[str, str, pl.DataFrame]]) -> list[Future[bytes]]:
+                return [pool.submit(frame_to_parquet, part) for _, _, part in batch]
 
-            for _ in range(2 * WRITE_THREADS):
-                encode_next()
-            while ahead:
-                day, name, encoded = ahead.popleft()
-                payload = encoded.result()
-                self.store.put_bytes(f"{partition_dir(table, day)}/{name}", payload)
-                self._written[day].add(name)
-                self._stats["files_written"] += 1
-                self._stats["bytes_written"] += len(payload)
-                encode_next()
+            ahead = encode(batches[0]) if batches else []
+            for index, batch in enumerate(batches):
+                payloads = [future.result() for future in ahead]
+                ahead = encode(batches[index + 1]) if index + 1 < len(batches) else []
+                self.store.put_many(
+                    [(f"{partition_dir(table, day)}/{name}", payload) for (day, name, _), payload in zip(batch, payloads, strict=True)]
+                )
+                for (day, name, _), payload in zip(batch, payloads, strict=True):
+                    self._written[day].add(name)
+                    self._stats["files_written"] += 1
+                    self._stats["bytes_written"] += len(payload)
 
     def finish(self, *, scope: str = SCOPE_ALL, mode: str = WRITE_KEEP) -> dict[str, Any]:
         """Settle every day of the run (empty-day markers, ``exact`` deletions); returns the run's write stats."""

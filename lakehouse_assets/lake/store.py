@@ -13,7 +13,8 @@ import socket
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -26,6 +27,7 @@ DEFAULT_STORAGE = "lakehouse_data"
 _HOST = socket.gethostname().replace(".", "_").replace("-", "_")
 _WRITER = f"{_HOST}-{os.getpid()}"
 _FOREIGN_TEMP_MAX_AGE_SECONDS = 24 * 3600
+_FSYNC_THREADS = 64  # fsyncs of one batch in flight at once (the disk queues them; a lone fsync waits ~2 ms)
 
 
 def _writer_is_gone(tmp: Path) -> bool:
@@ -71,6 +73,13 @@ class LakeStore(ABC):
 
     @abstractmethod
     def put_bytes(self, key: str, data: bytes) -> None: ...
+
+    def put_many(self, items: Sequence[tuple[str, bytes]]) -> None:
+        """``put_bytes`` of each item, in order: the first failure stops the batch (raised), the items before it
+        stay written, the ones after it are never tried. Backends may overlap the work, never the order in
+        which objects become visible."""
+        for key, data in items:
+            self.put_bytes(key, data)
 
     @abstractmethod
     def get_bytes(self, key: str) -> bytes: ...
@@ -130,6 +139,63 @@ class LocalStore(LakeStore):
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             raise LakeStorageError(f"could not write {final}: {exc}") from exc
+
+    def put_many(self, items: Sequence[tuple[str, bytes]]) -> None:
+        """As ``put_bytes`` for each item, with the fsyncs of the batch overlapping.
+
+        Why: a universe run writes tens of thousands of small files, and one fsync at a time cost ~2 ms each on
+        this VM (73,000 files in a 100-symbol year). Here every temp file is written, all are fsynced on
+        threads, then renamed one by one in order: each file is still durable before it is visible, a killed
+        writer still leaves whole files (a prefix of the batch) plus dot-temps the next write sweeps, and a
+        failure still stops the batch at the failing item.
+        """
+        staged: list[tuple[Any, Path, Path]] = []  # (open handle, temp, final)
+        error: LakeStorageError | None = None
+        ok = len(items)  # how many leading items are written whole (a failure lowers it)
+        renamed = 0
+        try:
+            for key, data in items:
+                final = self._path(key)
+                # A dot-prefixed temp name, as put_bytes: invisible to readers, naming the writer for the sweep.
+                tmp = final.parent / f".{final.name}.{_WRITER}.{uuid.uuid4().hex}.tmp"
+                try:
+                    try:  # the directory usually exists (a re-run, a day's second instrument): no mkdir call then
+                        fh = open(tmp, "wb")  # noqa: SIM115 - closed below, after its fsync
+                    except FileNotFoundError:
+                        final.parent.mkdir(parents=True, exist_ok=True)
+                        fh = open(tmp, "wb")  # noqa: SIM115
+                except OSError as exc:
+                    error, ok = LakeStorageError(f"could not write {final}: {exc}"), len(staged)
+                    break
+                staged.append((fh, tmp, final))
+                try:
+                    fh.write(data)
+                    fh.flush()
+                except OSError as exc:
+                    error, ok = LakeStorageError(f"could not write {final}: {exc}"), len(staged) - 1
+                    break
+            with ThreadPoolExecutor(max_workers=max(1, min(_FSYNC_THREADS, ok))) as pool:
+                synced = list(pool.map(_fsync_or_error, [fh for fh, _, _ in staged[:ok]]))
+            for i, problem in enumerate(synced):
+                if problem is not None:
+                    error = LakeStorageError(f"could not write {staged[i][2]}: {problem}")
+                    ok = i
+                    break
+            for fh, _, _ in staged:
+                fh.close()
+            for _, tmp, final in staged[:ok]:
+                try:
+                    os.replace(tmp, final)
+                except OSError as exc:
+                    error = LakeStorageError(f"could not write {final}: {exc}")
+                    break
+                renamed += 1
+        finally:
+            for fh, tmp, _ in staged[renamed:]:
+                fh.close()
+                tmp.unlink(missing_ok=True)
+        if error is not None:
+            raise error
 
     def sweep_temporaries(self, prefix: str) -> list[str]:
         """Delete temp files whose writer is gone: a dead pid on this host, or older than a day elsewhere.
@@ -460,3 +526,11 @@ def open_store(
     if "://" in storage and not storage.startswith("file://"):
         raise ValueError(f"LAKEHOUSE_STORAGE={storage!r}: only local paths and s3:// URIs are supported")
     return LocalStore(local_lake_path(storage))
+
+
+def _fsync_or_error(handle: Any) -> OSError | None:
+    try:
+        os.fsync(handle.fileno())
+    except OSError as exc:
+        return exc
+    return None

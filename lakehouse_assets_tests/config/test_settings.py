@@ -49,7 +49,7 @@ def test_defaults_are_the_documented_ones_and_come_from_default() -> None:
         "LAKEHOUSE_ARCHIVE_URL": "https://data.binance.vision",
         "LAKEHOUSE_SYMBOLS": parse_spec("spot:BTCUSDT,spot:ETHUSDT,um:BTCUSDT,cm:BTCUSD_PERP"),
         "LAKEHOUSE_START_DATE": "2020-01-01",
-        "LAKEHOUSE_DAYS_PER_RUN": 31,
+        "LAKEHOUSE_DAYS_PER_RUN": 366,
         "LAKEHOUSE_RETRY_MAX": 3,
         "LAKEHOUSE_RETRY_DELAY_SECONDS": 30.0,
         "LAKEHOUSE_RESAMPLE_INTERVALS": ["5m", "15m", "1h", "4h", "1d"],
@@ -274,7 +274,7 @@ def test_set_but_empty_means_default_where_a_default_is_harmless() -> None:
     assert current.errors == []
     assert current["LAKEHOUSE_START_DATE"] == "2020-01-01"
     assert current["LAKEHOUSE_ALERT_WEBHOOK_URL"] is None
-    assert current["LAKEHOUSE_DAYS_PER_RUN"] == 31
+    assert current["LAKEHOUSE_DAYS_PER_RUN"] == 366
     assert current.source("LAKEHOUSE_DAYS_PER_RUN") == "default"
 
 

@@ -7,7 +7,7 @@ close_time: no price at all); the funding side is the real month, run through br
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
 from pathlib import Path
 
 import dagster as dg
@@ -16,8 +16,6 @@ import pytest
 
 from lakehouse_assets.defs.funding import automation as funding_automation
 from lakehouse_assets.funding.features import add_funding_features
-from lakehouse_assets.lake.layout import write_partitions
-from lakehouse_assets.lake.store import LocalStore
 from lakehouse_assets_tests.harness import (
     check_outcomes,
     failure_text,
@@ -26,30 +24,9 @@ from lakehouse_assets_tests.harness import (
     resources,
     run_funding,
     run_funding_features,
+    write_bar_keys,
 )
 from lakehouse_assets_tests.samples import FUNDING_DIR, MONTH_ZIP, rewrite_zip_csv, utc
-
-
-def write_bar_keys(lake: Path, first: date, last: date) -> pl.DataFrame:
-    """gold/features keys for um:BTCUSDT 1h and 1d bars (and spot 1h, which funding must ignore)."""
-    frames = []
-    for market, symbol, interval, step in (
-        ("um", "BTCUSDT", "1h", timedelta(hours=1)),
-        ("um", "BTCUSDT", "1d", timedelta(days=1)),
-        ("spot", "BTCUSDT", "1h", timedelta(hours=1)),
-    ):
-        start = datetime(first.year, first.month, first.day, tzinfo=UTC)
-        end = datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=1)
-        opens = pl.datetime_range(start, end, step, closed="left", eager=True, time_zone="UTC").dt.cast_time_unit("ms")
-        frames.append(
-            pl.DataFrame({"market": market, "symbol": symbol, "interval": interval, "open_time": opens}).with_columns(
-                close_time=pl.col("open_time") + pl.duration(milliseconds=step // timedelta(milliseconds=1) - 1)
-            )
-        )
-    bars = pl.concat(frames)
-    days = [(first + timedelta(days=k)).isoformat() for k in range((last - first).days + 1)]
-    write_partitions(LocalStore(lake), "gold/features", bars, days=days, partition_column="open_time")
-    return bars
 
 
 def test_funding_features_by_day_equal_one_range_and_the_full_month_computation(tmp_path, sample_mirror, instance):

@@ -343,6 +343,7 @@ def test_feature_interval_that_is_not_resampled_is_refused(
 def test_gold_assets_are_wired_to_one_source_with_declared_lookbacks() -> None:
     from lakehouse_assets.definitions import defs
     from lakehouse_assets.defs.klines.gold import (
+        FEATURE_LOOKBACKS,
         GOLD_FEATURES,
         GOLD_RESAMPLED,
         KLINES_SOURCE,
@@ -350,6 +351,7 @@ def test_gold_assets_are_wired_to_one_source_with_declared_lookbacks() -> None:
         gold_job,
         klines_resampled,
     )
+    from lakehouse_assets.lake.io_manager import LOOKBACK_KEY, MISSING_KEY, MISSING_SKIP
 
     loaded = defs() if callable(defs) else defs
     assert {GOLD_RESAMPLED, GOLD_FEATURES} <= set(loaded.resolve_all_asset_keys())
@@ -357,9 +359,14 @@ def test_gold_assets_are_wired_to_one_source_with_declared_lookbacks() -> None:
     assert KLINES_SOURCE == dg.AssetKey(["silver", "klines_filled"])  # the gap-filled series
     assert set(klines_resampled.asset_deps[GOLD_RESAMPLED]) == {KLINES_SOURCE}
     assert set(features.asset_deps[GOLD_FEATURES]) == {KLINES_SOURCE, GOLD_RESAMPLED}
-    mappings = {key: features.get_partition_mapping(key) for key in (KLINES_SOURCE, GOLD_RESAMPLED)}
-    assert (mappings[KLINES_SOURCE].start_offset, mappings[GOLD_RESAMPLED].start_offset) == (-1, -600)
-    assert all(m.allow_nonexistent_upstream_partitions and m.end_offset == 0 for m in mappings.values())
+    # in the graph a features day depends on that day of each input (the default mapping), so a backfill over
+    # [a, b] targets [a, b] (operations/test_gold_backfill.py); the lookback is an input option the IO manager reads
+    assert [features.get_partition_mapping(key) for key in (KLINES_SOURCE, GOLD_RESAMPLED)] == [None, None]
+    inputs = {features.keys_by_input_name[d.name]: d.metadata for d in features.node_def.input_defs}
+    assert {key: inputs[key][LOOKBACK_KEY] for key in (KLINES_SOURCE, GOLD_RESAMPLED)} == {
+        KLINES_SOURCE: 1, GOLD_RESAMPLED: 600
+    } == FEATURE_LOOKBACKS
+    assert all(inputs[key][MISSING_KEY] == MISSING_SKIP for key in FEATURE_LOOKBACKS)
     assert features.backfill_policy == klines_resampled.backfill_policy
 
 
@@ -367,8 +374,9 @@ def test_gold_stops_at_yesterday_while_its_input_has_today() -> None:
     """klines_filled has today's (REST-only, growing) partition; gold's partitions end at yesterday, and
     the mappings between the two partitionings hold for a day, a range, the lookback, and today."""
     from lakehouse_assets.definitions import defs
+    from lakehouse_assets.defs.common.lookback import lookback_keys
     from lakehouse_assets.defs.common.partitions import daily_partitions, daily_partitions_with_today
-    from lakehouse_assets.defs.klines.gold import GOLD_FEATURES, GOLD_RESAMPLED, KLINES_SOURCE
+    from lakehouse_assets.defs.klines.gold import FEATURE_LOOKBACKS, GOLD_FEATURES, GOLD_RESAMPLED, KLINES_SOURCE
 
     graph = (defs() if callable(defs) else defs).resolve_asset_graph()
     gold_def, source_def = graph.get(GOLD_FEATURES).partitions_def, graph.get(KLINES_SOURCE).partitions_def
@@ -385,26 +393,30 @@ def test_gold_stops_at_yesterday_while_its_input_has_today() -> None:
         assert not mapped.required_but_nonexistent_subset.get_partition_keys()
         return sorted(mapped.partitions_subset.get_partition_keys())
 
+    def read(keys: list[str]) -> list[str]:
+        """What a gold/features run over ``keys`` reads of klines_filled: the mapped days and the lookback."""
+        return lookback_keys(source_def, upstream(GOLD_FEATURES, keys), FEATURE_LOOKBACKS[KLINES_SOURCE])
+
     def downstream(child: dg.AssetKey, key: str) -> list[str]:
         mapping = graph.get_partition_mapping(child, KLINES_SOURCE)
         subset = source_def.subset_with_partition_keys([key])
         mapped = mapping.get_downstream_partitions_for_partitions(subset, source_def, gold_def)
         return sorted(mapped.get_partition_keys())
 
-    # resampled: the same day(s); features: the same day(s) plus the 1-day lookback before them
-    assert upstream(GOLD_RESAMPLED, ["2020-01-05", "2020-01-06"]) == ["2020-01-05", "2020-01-06"]
-    assert upstream(GOLD_FEATURES, ["2020-01-05"]) == ["2020-01-04", "2020-01-05"]
-    assert upstream(GOLD_FEATURES, ["2020-01-05", "2020-01-06", "2020-01-07"]) == [
-        "2020-01-04", "2020-01-05", "2020-01-06", "2020-01-07"
-    ]
-    assert upstream(GOLD_FEATURES, ["2020-01-01"]) == ["2020-01-01"]  # before the first partition: none
-    assert upstream(GOLD_FEATURES, [yesterday]) == [day_before, yesterday]
+    # both depend on the same day(s); features also reads the 1-day lookback before them
+    for child in (GOLD_RESAMPLED, GOLD_FEATURES):
+        assert upstream(child, ["2020-01-05", "2020-01-06"]) == ["2020-01-05", "2020-01-06"]
+        assert upstream(child, [yesterday]) == [yesterday]
+    assert read(["2020-01-05"]) == ["2020-01-04", "2020-01-05"]
+    assert read(["2020-01-05", "2020-01-06", "2020-01-07"]) == ["2020-01-04", "2020-01-05", "2020-01-06", "2020-01-07"]
+    assert read(["2020-01-01"]) == ["2020-01-01"]  # before the first partition: none
+    assert read([yesterday]) == [day_before, yesterday]
     # today's klines_filled feeds no gold partition (hourly REST refreshes of it start no gold run);
-    # yesterday's feeds yesterday's gold (and would feed today's features, which do not exist)
+    # yesterday's feeds yesterday's gold, and no backfill reaches a later day through the lookback
     for child in (GOLD_RESAMPLED, GOLD_FEATURES):
         assert downstream(child, today.isoformat()) == []
         assert downstream(child, yesterday) == [yesterday]
-    assert downstream(GOLD_FEATURES, day_before) == [day_before, yesterday]
+        assert downstream(child, day_before) == [day_before]
 
 
 # ---------------------------------------------------------------------------------------------

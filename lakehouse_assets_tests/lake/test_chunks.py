@@ -94,3 +94,19 @@ def test_the_code_location_reads_the_budget_from_the_environment(monkeypatch: py
 def test_a_budget_set_in_code_is_checked_by_the_same_rule() -> None:
     with pytest.raises(dg.Failure, match="LAKEHOUSE_RUN_MEMORY_MIB='100'"):
         RunMemoryResource(budget_mib=100).capacity(memory.SILVER_KLINES)
+
+
+def test_the_budget_must_hold_one_instrument_over_a_whole_run_where_days_cannot_be_cut() -> None:
+    """The gap-fill and gold keep an instrument's run days together: with the default year-long runs the
+    budget needs 450 + 1.2 x 366 MiB (the gap-fill's model), and the message says both ways out."""
+    assert memory.min_budget_for_run(366) == 890 and memory.min_budget_for_run(31) == 488
+    assert settings.load({"LAKEHOUSE_RUN_MEMORY_MIB": "890"}).errors == []
+    assert settings.load({"LAKEHOUSE_RUN_MEMORY_MIB": "600"}).errors == [
+        "LAKEHOUSE_RUN_MEMORY_MIB='600': below the 890 MiB that one instrument over LAKEHOUSE_DAYS_PER_RUN=366 "
+        "days needs in the gap-fill and gold (they never cut an instrument's days); raise it, or set "
+        "LAKEHOUSE_DAYS_PER_RUN to 125 or fewer"
+    ]
+    # the way out it names works, and the chunk it allows holds one instrument's whole run in every such step
+    assert settings.load({"LAKEHOUSE_RUN_MEMORY_MIB": "600", "LAKEHOUSE_DAYS_PER_RUN": "125"}).errors == []
+    assert all(model.capacity(600) >= 125 for model in memory.WHOLE_RUN_MODELS)
+    assert settings.load({"LAKEHOUSE_RUN_MEMORY_MIB": "600", "LAKEHOUSE_DAYS_PER_RUN": "126"}).errors != []

@@ -76,9 +76,13 @@ def assert_exact(store, days=DAYS) -> None:
 # --------------------------------------------------------------------------- kill -9
 
 
+@pytest.mark.parametrize("batch", ["1", "256"])
 def test_kill_9_mid_write_leaves_old_or_new_files_never_torn_and_rerun_is_exact(
-    tmp_path, sample_mirror, instance
+    tmp_path, sample_mirror, instance, batch
 ):
+    """Files are stored in batches (``put_many``: temps written and fsynced together, then renamed in order). With
+    one file per batch the killed run has already replaced 2020-01-01; with the default batch the three days are
+    one batch and none of them is replaced. Either way every file is the old one or the new one."""
     lake = tmp_path / "lake"
     url = sample_mirror.as_uri()
     assert run_klines(resources(str(lake), url, "spot:BTCUSDT"), DAYS[0], DAYS[-1], instance).success
@@ -87,12 +91,13 @@ def test_kill_9_mid_write_leaves_old_or_new_files_never_torn_and_rerun_is_exact(
 
     marker = tmp_path / "hanging"
     proc = child(tmp_path / "home", str(lake), url, DAYS[0], DAYS[-1],
-                 LAKEHOUSE_TEST_HANG_AT_PUT="2", LAKEHOUSE_TEST_MARKER=str(marker))
+                 LAKEHOUSE_TEST_HANG_AT_PUT="2", LAKEHOUSE_TEST_MARKER=str(marker), LAKEHOUSE_TEST_PUT_BATCH=batch)
     wait_for(marker.exists, proc)
-    kill9(proc)  # killed while writing 2020-01-02: its temp file is written, not yet renamed
+    kill9(proc)  # killed while writing 2020-01-02: its temp file is written, not yet fsynced nor renamed
 
     assert marker.read_text() == "silver/klines/date=2020-01-02/spot-BTCUSDT.parquet"
-    assert files["2020-01-01"].stat().st_ino != inodes["2020-01-01"]  # rewritten by the killed run
+    replaced_first = files["2020-01-01"].stat().st_ino != inodes["2020-01-01"]
+    assert replaced_first == (batch == "1")  # an earlier batch is visible, the current one is not
     assert files["2020-01-02"].stat().st_ino == inodes["2020-01-02"]  # the previous file, untouched
     assert files["2020-01-03"].stat().st_ino == inodes["2020-01-03"]
     leftovers = [p.name for p in files["2020-01-02"].parent.iterdir() if p.name.endswith(".tmp")]

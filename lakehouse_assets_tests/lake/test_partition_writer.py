@@ -15,7 +15,7 @@ import pytest
 
 from lakehouse_assets.lake.io_manager import HiveParquetIOManager, LakeResource
 from lakehouse_assets.lake.layout import EMPTY_FILE, WRITE_EXACT, WRITE_KEEP, PartitionWriter, write_partitions
-from lakehouse_assets.lake.store import LocalStore
+from lakehouse_assets.lake.store import LakeStorageError, LocalStore
 from lakehouse_assets_tests.samples import SPOT, UM, real_days
 
 SPOT_DAYS = [date(2020, 1, 1) + timedelta(days=i) for i in range(3)]
@@ -119,3 +119,32 @@ def test_the_io_manager_finishes_a_writer_only_on_its_own_lake_and_days(tmp_path
     writer.write(spot)
     HiveParquetIOManager(lake=mine).handle_output(context(days), writer)
     assert sorted(_files(tmp_path / "mine")) == [f"t/date={d}/spot-BTCUSDT.parquet" for d in days]
+
+
+def test_put_many_stores_in_order_and_a_failure_keeps_the_items_before_it(tmp_path) -> None:
+    """Local batches fsync in parallel, yet keep put_bytes' contract: whole files, in order, stop at the failure."""
+    store = LocalStore(tmp_path)
+    items = [(f"t/date=2024-01-0{i}/spot-S{i}.parquet", bytes([i]) * (1000 + i)) for i in range(1, 6)]
+    store.put_many(items)
+    assert [(k, store.get_bytes(k)) for k, _ in items] == items
+    # a key whose directory is a file cannot be written: the items before it are, the ones after it are not tried
+    (tmp_path / "blocked").write_bytes(b"a file, not a directory")
+    batch = [("u/a.parquet", b"first"), ("u/b.parquet", b"second"), ("blocked/c.parquet", b"third"), ("u/d.parquet", b"x")]
+    with pytest.raises(LakeStorageError, match="blocked"):
+        store.put_many(batch)
+    assert sorted(p.name for p in (tmp_path / "u").iterdir()) == ["a.parquet", "b.parquet"]  # no temp left behind
+    assert store.get_bytes("u/b.parquet") == b"second"
+
+
+def test_a_failing_put_stops_the_chunk_at_that_file(tmp_path, frames) -> None:
+    """The writer stores its files in batches; the first file the disk refuses stops it, the files before it stay
+    whole and nothing after it is written (here a file sits where the third day's directory must go)."""
+    store = LocalStore(tmp_path)
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / f"date={DAYS[2]}").write_bytes(b"not a directory")
+    with pytest.raises(LakeStorageError, match=f"date={DAYS[2]}"):
+        write_partitions(store, "t", pl.concat(frames), days=DAYS, partition_column="open_time")
+    written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.parquet"))
+    assert written == [f"t/date={DAYS[0]}/spot-BTCUSDT.parquet", f"t/date={DAYS[1]}/spot-BTCUSDT.parquet"]
+    assert pl.read_parquet(tmp_path / written[1]).height == 1440
+    assert not [p for p in tmp_path.rglob(".*.tmp")]

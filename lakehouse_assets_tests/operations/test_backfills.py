@@ -10,40 +10,19 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
 
 import dagster as dg
 import polars as pl
-import pytest
 
 from lakehouse_assets.defs.common.keys import BRONZE_KLINES as BRONZE
 from lakehouse_assets.defs.common.keys import SILVER_KLINES as SILVER
 from lakehouse_assets.defs.common.partitions import DAYS_PER_RUN
-from lakehouse_assets_tests.harness import RANGE_END, RANGE_START
+from lakehouse_assets_tests.harness import LAUNCH_BACKFILL, RANGE_END, RANGE_START
 from lakehouse_assets_tests.samples import REPO
 
-LAUNCH_BACKFILL = """
-mutation LaunchPartitionBackfill($backfillParams: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $backfillParams) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message stack }
-  }
-}
-"""
 
-
-@pytest.fixture
-def queued_instance() -> Iterator[dg.DagsterInstance]:
-    """A test instance with the queued run coordinator: runs wait in the queue, nothing executes by itself."""
-    with dg.instance_for_test(
-        overrides={"run_coordinator": {"module": "dagster._core.run_coordinator", "class": "QueuedRunCoordinator"}}
-    ) as instance:
-        yield instance
-
-
-def test_year_backfill_from_the_ui_is_12_runs_with_per_day_check_results(
+def test_year_backfill_from_the_ui_in_month_runs_with_per_day_check_results(
     tmp_path, sample_mirror, queued_instance, monkeypatch
 ):
     from dagster._core.launcher import LaunchRunContext
@@ -52,7 +31,9 @@ def test_year_backfill_from_the_ui_is_12_runs_with_per_day_check_results(
     from dagster._daemon.backfill import execute_backfill_iteration
     from dagster_graphql.test.utils import execute_dagster_graphql
 
-    assert DAYS_PER_RUN == 31, "this test documents the default LAKEHOUSE_DAYS_PER_RUN"
+    # The default (366) makes the year one run (test_every_daily_partitioned_asset_has_a_backfill_policy);
+    # a month per run shows how the daemon cuts a range, and keeps the run executed below small.
+    monkeypatch.setenv("LAKEHOUSE_DAYS_PER_RUN", "31")
     lake = tmp_path / "lake"
     monkeypatch.setenv("LAKEHOUSE_STORAGE", str(lake))
     monkeypatch.setenv("LAKEHOUSE_ARCHIVE_URL", sample_mirror.as_uri())
@@ -151,7 +132,9 @@ def test_every_daily_partitioned_asset_has_a_backfill_policy():
     assert missing == []
     for key in (BRONZE, SILVER):
         policy = graph.get(key).backfill_policy
-        assert policy.policy_type == BackfillPolicyType.MULTI_RUN and policy.max_partitions_per_run == 31
+        assert policy.policy_type == BackfillPolicyType.MULTI_RUN and policy.max_partitions_per_run == DAYS_PER_RUN
+    # by default a year (even a leap year) is one run: a run worker's start-up is paid once, not 12 times
+    assert DAYS_PER_RUN == 366
 
 
 # --------------------------------------------------------------------------- run queue

@@ -184,8 +184,8 @@ ONE = "spot:BENCH1USDT"
 YEAR = (date(2023, 1, 1), date(2023, 12, 31))
 #: (name, LAKEHOUSE_DAYS_PER_RUN or None for the setting's default, with klines_filled and gold after silver)
 SCENARIOS = [
-    ("1 symbol x 365 days, launched (default runs)", None, True),
-    ("1 symbol x 365 days, launched, 1 run (DAYS_PER_RUN=366)", 366, False),
+    ("1 symbol x 365 days, launched (default: 1 run)", None, True),
+    ("1 symbol x 365 days, launched, month runs (DAYS_PER_RUN=31)", 31, False),
 ]
 
 

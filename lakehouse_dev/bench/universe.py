@@ -7,12 +7,12 @@ What is measured (issue 11, "Targets"):
   365 days of 1m, served over HTTP on 127.0.0.1 by the archive stand-in (``fakes/archive_server.py``,
   which also answers the S3 list API the listing reads) in a process of its own, so its CPU and memory
   are not the pipeline's. ``klines_job`` (bronze -> silver) runs as the backfill cuts it: range runs of
-  ``LAKEHOUSE_DAYS_PER_RUN`` days, in order, through Dagster on a sqlite instance configured by the repo's
+  ``LAKEHOUSE_DAYS_PER_RUN`` days (the default: the year is one run), in order, through Dagster on a sqlite instance configured by the repo's
   ``dagster.yaml`` (what ``make dev`` runs), with the default
   ``LAKEHOUSE_RUN_MEMORY_MIB``. Reported: wall seconds, archive MB/s (zip bytes bronze downloaded, against
   seed figure S0's 25 MB/s), ms per symbol-day as a multiple of the bare Polars parse floor measured
   on this mirror in the same run, and peak RSS of the process that ran every run.
-* **400 symbols x 31 days, one run** (the default LAKEHOUSE_DAYS_PER_RUN): peak RSS against the 2 GB
+* **400 symbols x 31 days, one run**: peak RSS against the 2 GB
   budget, and the chunks the run was cut into.
 * **Independent of history.** The last month of the universe backfill once more: on a fresh lake,
   and on the lake holding the whole year (bronze files stored, so nothing is downloaded again); and
@@ -37,6 +37,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from lakehouse_assets.settings import SETTINGS
 from lakehouse_dev import REPO
 from lakehouse_dev.bench.common import BENCH_DIR, CACHE_DIR, local_instance, peak_rss_mb, run_in_chunks
 
@@ -45,6 +46,8 @@ S0_MB_PER_S = 25.0  # seed figure S0: archive bytes per second before issue 11
 UNBOUNDED_MIB = 1_000_000  # a budget no run reaches: the whole run in one chunk, as before chunking
 SYMBOLS_YEAR, DAYS_YEAR = 100, 365
 SYMBOLS_MONTH, DAYS_MONTH = 400, 31
+#: the backfill cut users get: LAKEHOUSE_DAYS_PER_RUN's default (a year is one run)
+DEFAULT_DAYS_PER_RUN: int = SETTINGS["LAKEHOUSE_DAYS_PER_RUN"].parse_default()
 
 
 def universe(n: int) -> str:
@@ -163,7 +166,8 @@ def _serve(mirror: Path) -> None:
             time.sleep(3600)
 
 
-def _measure(mirror: Path, lake: Path, symbols: int, first: date, last: date, *, days_per_run: int = 31,
+def _measure(mirror: Path, lake: Path, symbols: int, first: date, last: date, *,
+             days_per_run: int = DEFAULT_DAYS_PER_RUN,
              budget_mib: int | None = None, fresh: bool = True) -> dict[str, Any]:
     if fresh:
         shutil.rmtree(lake, ignore_errors=True)
@@ -246,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--symbols", type=int)
     parser.add_argument("--first")
     parser.add_argument("--last")
-    parser.add_argument("--days-per-run", type=int, default=31)
+    parser.add_argument("--days-per-run", type=int, default=DEFAULT_DAYS_PER_RUN)
     parser.add_argument("--budget-mib", type=int)
     args = parser.parse_args(argv)
     if args.what == "serve":

@@ -103,7 +103,12 @@ def _pipeline(mirror: Path, rest_standin: object) -> bool:
         return False
 
     print("\nfunding: the bundled USD-M fundingRate month (monthly archive -> silver/funding_rates):")
-    return funding.run_funding(defs, instance)
+    if not funding.run_funding(defs, instance):
+        return False
+
+    print("\nsilver/instruments: who traded when, from the stored exchangeInfo answers and the archive listing (for")
+    print("this file:// mirror, its directory tree; the sample holds a few days per symbol, so archive days are those):")
+    return _instruments(defs, instance)
 
 
 def _exchange_info(defs: object, instance: object) -> bool:
@@ -119,6 +124,35 @@ def _exchange_info(defs: object, instance: object) -> bool:
     job = defs.resolve_implicit_global_asset_job_def()  # type: ignore[attr-defined]
     return runs.run(job, instance, today, today, selection=[BRONZE_EXCHANGE_INFO], label="bronze/exchange_info",
                     details=symbols).success  # fmt: skip
+
+
+def _instruments(defs: object, instance: object) -> bool:
+    """The unpartitioned instruments table, last: the klines runs above keep their exact universes."""
+    import time
+
+    import polars as pl
+
+    from lakehouse_assets.defs.common.keys import SILVER_INSTRUMENTS
+
+    began = time.perf_counter()
+    job = defs.resolve_implicit_global_asset_job_def()  # type: ignore[attr-defined]
+    result = job.execute_in_process(instance=instance, run_config=runs.QUIET, asset_selection=[SILVER_INSTRUMENTS],
+                                    raise_on_error=False)
+    seconds = time.perf_counter() - began
+    if not result.success:
+        print(f"silver/instruments: FAILED in {seconds:.1f}s (run {result.run_id[:8]})")
+        for event in result.all_events:
+            if event.is_failure:
+                print(f"  {event.message}")
+        return False
+    [event] = result.asset_materializations_for_node(SILVER_INSTRUMENTS.to_python_identifier())
+    meta = event.metadata
+    print(f"silver/instruments: ok in {seconds:.1f}s (run {result.run_id[:8]}); {runs.checks_summary(result)} — "
+          f"{meta['instruments'].value} instruments, {meta['open_instruments'].value} still trading")
+    table = result.output_for_node(SILVER_INSTRUMENTS.to_python_identifier())
+    with pl.Config(tbl_rows=20, tbl_width_chars=160):
+        print(table.group_by("market", "status").agg(instruments=pl.col("symbol").n_unique()).sort("market", "status"))
+    return True
 
 
 def _print_tables() -> None:

@@ -9,7 +9,7 @@ import dagster as dg
 from lakehouse_assets import settings
 
 DEFAULT_START_DATE = "2020-01-01"
-DEFAULT_DAYS_PER_RUN = 31
+DEFAULT_DAYS_PER_RUN: int = settings.SETTINGS["LAKEHOUSE_DAYS_PER_RUN"].parse_default()
 
 # Every asset and automation module imports this one, so ALL settings are checked here, when the code
 # location loads: a code server that cannot load shows the full list in the UI, and a run worker or
@@ -27,8 +27,10 @@ daily_partitions = dg.DailyPartitionsDefinition(start_date=START_DATE, timezone=
 # during the day adds the newest closed bars. Archive layers keep end_offset=0: Binance publishes T+1.
 daily_partitions_with_today = dg.DailyPartitionsDefinition(start_date=START_DATE, timezone="UTC", end_offset=1)
 
-# A year-long backfill becomes ~12 runs of up to a month each, not 365 processes. Every layer uses
-# the same policy because Dagster falls back to the smallest one for assets sharing a job.
+# A year-long backfill is ONE run, not 365 processes: a run's memory is bounded by its chunks
+# (lake/chunks.py), not by its days, and each run costs a run worker ~3 s of start-up and imports,
+# which 31-day runs paid 12 times a year (10x the work of a one-symbol year; README, Backfills). Every
+# layer uses the same policy because Dagster falls back to the smallest one for assets sharing a job.
 DAYS_PER_RUN: int = _SETTINGS["LAKEHOUSE_DAYS_PER_RUN"]  # >= 1: 0 would make Dagster's range splitter loop forever
 range_backfill_policy = dg.BackfillPolicy.multi_run(max_partitions_per_run=DAYS_PER_RUN)
 

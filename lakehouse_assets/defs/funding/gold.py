@@ -1,4 +1,9 @@
-"""gold/funding_features: the funding state at every gold/features bar of the futures, without look-ahead."""
+"""gold/funding_features: the funding state at every gold/features bar of the futures, without look-ahead.
+
+The LOOKBACK_DAYS of silver/funding_rates read before the run's days are an input option (``LOOKBACK_KEY``, read
+by the IO manager) and part of the automation condition, not a partition mapping: in the asset graph a day depends
+on that day of silver only, so a backfill over [a, b] targets exactly [a, b] (``defs/common/lookback.py`` says why).
+"""
 
 from collections.abc import Iterator
 from datetime import date, timedelta
@@ -7,16 +12,21 @@ import dagster as dg
 import polars as pl
 
 from lakehouse_assets.defs.common.keys import GOLD_FEATURES, GOLD_FUNDING, SILVER_FUNDING
+from lakehouse_assets.defs.common.lookback import with_lookback
 from lakehouse_assets.defs.common.metadata import md_table
 from lakehouse_assets.defs.common.partitions import daily_partitions, range_backfill_policy, window_days
 from lakehouse_assets.defs.common.selection import InstrumentSelection, select_instruments
 from lakehouse_assets.defs.funding.bronze import GROUP
+from lakehouse_assets.defs.operations import follow_upstream
 from lakehouse_assets.defs.resources import UniverseResource
 from lakehouse_assets.funding import reports
 from lakehouse_assets.funding.features import BAR_COLUMNS, LOOKBACK_DAYS, features_at_bars
 from lakehouse_assets.funding.quality import FEATURE_CHECKS, lookahead_violations
 from lakehouse_assets.instruments import Instrument, futures_only, instrument_frame
-from lakehouse_assets.lake.io_manager import MISSING_KEY, MISSING_SKIP, SCOPE_KEY, StoredDays
+from lakehouse_assets.lake.io_manager import LOOKBACK_KEY, MISSING_KEY, MISSING_SKIP, SCOPE_KEY, StoredDays
+
+# gold/funding_features' lookback inputs and the days each reads before the run's own days (input and automation).
+FUNDING_LOOKBACKS = {SILVER_FUNDING: LOOKBACK_DAYS}
 
 
 @dg.asset(
@@ -24,15 +34,16 @@ from lakehouse_assets.lake.io_manager import MISSING_KEY, MISSING_SKIP, SCOPE_KE
     group_name=GROUP,
     ins={
         "bars": dg.AssetIn(key=GOLD_FEATURES, metadata={"columns": BAR_COLUMNS}),
-        # the run's days and LOOKBACK_DAYS before them; absent days are skipped and listed (StoredDays)
+        # the run's days (the graph's default mapping) and LOOKBACK_DAYS before them (LOOKBACK_KEY, read by the
+        # IO manager); absent days are skipped and listed (StoredDays)
         "silver": dg.AssetIn(
             key=SILVER_FUNDING,
-            partition_mapping=dg.TimeWindowPartitionMapping(
-                start_offset=-LOOKBACK_DAYS, allow_nonexistent_upstream_partitions=True
-            ),
-            metadata={MISSING_KEY: MISSING_SKIP},
+            metadata={MISSING_KEY: MISSING_SKIP, LOOKBACK_KEY: FUNDING_LOOKBACKS[SILVER_FUNDING]},
         ),
     },
+    # lakehouse_automation's follow_upstream(), with the lookback days as dependencies: a day is re-run when a
+    # silver day of its window is updated, and not started while one is missing or in progress (as with a mapping).
+    automation_condition=with_lookback(follow_upstream(), FUNDING_LOOKBACKS),
     partitions_def=daily_partitions,
     backfill_policy=range_backfill_policy,
     metadata={"partition_expr": "open_time"},

@@ -13,7 +13,10 @@ gold/features reads a lookback window before its own days so that recursive indi
 ATR, MACD) at the start of day D equal a run over the whole contiguous history (see
 indicators.py and the README): 1 day of 1m bars from klines_filled for the 1m features, and for
 the longer intervals the already-aggregated bars of gold/klines_resampled, because 600 daily bars
-are 600 small rows there but 864,000 rows of 1m klines in silver.
+are 600 small rows there but 864,000 rows of 1m klines in silver. The window is an input option
+(``LOOKBACK_KEY``, read by the IO manager) and part of the automation condition, not a partition
+mapping: in the asset graph features day D depends on day D of its inputs only, so a backfill of
+both gold tables over [a, b] targets exactly [a, b] (``defs/common/lookback.py`` says why).
 
 Its own days are required (no bars, no features: a run lacking them fails, naming every absent
 day of both inputs at once). The lookback days are not: a day never materialized upstream is
@@ -38,10 +41,12 @@ from lakehouse_assets import settings
 from lakehouse_assets.defs.common.checks import check_result, chunks_written, raise_if_blocked
 from lakehouse_assets.defs.common.executors import in_process_unless_configured
 from lakehouse_assets.defs.common.keys import GOLD_FEATURES, GOLD_RESAMPLED, KLINES_FILLED
+from lakehouse_assets.defs.common.lookback import with_lookback
 from lakehouse_assets.defs.common.metadata import markdown_table
 from lakehouse_assets.defs.common.partitions import daily_partitions, range_backfill_policy, window_days
 from lakehouse_assets.defs.common.retries import retry_storage_errors
 from lakehouse_assets.defs.common.selection import InstrumentSelection, select_instruments
+from lakehouse_assets.defs.operations import follow_upstream
 from lakehouse_assets.defs.resources import GoldResource, LakeResource, RunMemoryResource, UniverseResource
 from lakehouse_assets.instruments import Instrument
 from lakehouse_assets.klines import memory, reports
@@ -64,7 +69,14 @@ from lakehouse_assets.klines.indicators import (
 from lakehouse_assets.klines.resample import RESAMPLED_SCHEMA, SOURCE_INTERVAL, resample_klines
 from lakehouse_assets.klines.schema import INTERVAL_MS
 from lakehouse_assets.lake.chunks import Chunk, plan_chunks
-from lakehouse_assets.lake.io_manager import MISSING_KEY, MISSING_SKIP, SCOPE_KEY, PartitionWriter, StoredDays
+from lakehouse_assets.lake.io_manager import (
+    LOOKBACK_KEY,
+    MISSING_KEY,
+    MISSING_SKIP,
+    SCOPE_KEY,
+    PartitionWriter,
+    StoredDays,
+)
 from lakehouse_assets.lake.layout import day_ranges
 from lakehouse_assets.quality import CheckOutcome, merge_outcomes
 
@@ -81,6 +93,8 @@ MINUTE_LOOKBACK_DAYS = lookback_days(SOURCE_INTERVAL)
 RESAMPLED_LOOKBACK_DAYS = max(
     (lookback_days(i) for i in _DECLARED_FEATURE_INTERVALS if i != SOURCE_INTERVAL), default=0
 )
+# gold/features' inputs and the days each reads before the run's own days (input option and automation).
+FEATURE_LOOKBACKS = {KLINES_SOURCE: MINUTE_LOOKBACK_DAYS, GOLD_RESAMPLED: RESAMPLED_LOOKBACK_DAYS}
 
 CHART_MAX_BARS = 2_000
 _BAR_COLUMNS = ["market", "symbol", "interval", "open_time", "high", "low", "close", "volume", "quote_volume"]
@@ -232,23 +246,28 @@ class _ResampledChunks:
     key=GOLD_FEATURES,
     group_name="gold",
     ins={
-        # Days never materialized upstream are skipped (StoredDays.missing names them): the own days are
-        # then refused in the body, absent lookback days only mark the bars that needed them.
+        # Each input is the run's own days (the graph's default mapping) plus its lookback before them
+        # (LOOKBACK_KEY, read by the IO manager). Days never materialized upstream are skipped
+        # (StoredDays.missing names them): the own days are then refused in the body, absent lookback days
+        # only mark the bars that needed them.
         "minute_bars": dg.AssetIn(
             key=KLINES_SOURCE,
-            partition_mapping=dg.TimeWindowPartitionMapping(
-                start_offset=-MINUTE_LOOKBACK_DAYS, allow_nonexistent_upstream_partitions=True
-            ),
-            metadata={"columns": _BAR_COLUMNS, MISSING_KEY: MISSING_SKIP},
+            metadata={
+                "columns": _BAR_COLUMNS, MISSING_KEY: MISSING_SKIP, LOOKBACK_KEY: FEATURE_LOOKBACKS[KLINES_SOURCE]
+            },
         ),
         "resampled_bars": dg.AssetIn(
             key=GOLD_RESAMPLED,
-            partition_mapping=dg.TimeWindowPartitionMapping(
-                start_offset=-RESAMPLED_LOOKBACK_DAYS, allow_nonexistent_upstream_partitions=True
-            ),
-            metadata={"columns": [*_BAR_COLUMNS, "close_time", "is_complete"], MISSING_KEY: MISSING_SKIP},
+            metadata={
+                "columns": [*_BAR_COLUMNS, "close_time", "is_complete"],
+                MISSING_KEY: MISSING_SKIP,
+                LOOKBACK_KEY: FEATURE_LOOKBACKS[GOLD_RESAMPLED],
+            },
         ),
     },
+    # lakehouse_automation's follow_upstream(), with the lookback days as dependencies: a day is re-run when a
+    # day of its window is updated, and not started while one is missing or in progress (as with a mapping).
+    automation_condition=with_lookback(follow_upstream(), FEATURE_LOOKBACKS),
     partitions_def=daily_partitions,
     backfill_policy=range_backfill_policy,
     metadata={"partition_expr": "open_time"},
