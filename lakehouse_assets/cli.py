@@ -3,6 +3,7 @@
     lakehouse query "select symbol, count(*) from silver.klines group by all"
     lakehouse tables
     lakehouse config          # every LAKEHOUSE_* setting, its value and source; exit 1 if one is invalid
+    lakehouse ddl --engine spark   # CREATE TABLE statements for Spark, Trino or Athena over the lake's files
 
 The lake is LAKEHOUSE_STORAGE; unset, it is ``lakehouse_data`` in the project root (the checkout
 holding pyproject.toml), whatever the working directory. A query naming a table the lake does not
@@ -38,11 +39,25 @@ def main(argv: list[str] | None = None) -> int:
         "exit 1 with the same messages a run would give if one is invalid",
     )
     c.add_argument("--docs", action="store_true", help="also print what each setting does")
+    d = sub.add_parser(
+        "ddl",
+        help="print the DDL that makes Spark, Trino or Athena read the lake's Parquet files in place "
+        "(one schema per layer: silver.klines, as in `query`)",
+    )
+    d.add_argument("--engine", choices=["spark", "trino", "athena"], required=True)
+    d.add_argument(
+        "--location",
+        help="the lake root as the engine reaches it (default: the lake's own address, file:///... or s3://...); "
+        "e.g. s3a://bucket/prefix for Spark on S3",
+    )
+    d.add_argument("--catalog", default="hive", help="Trino catalog of the Hive connector (default: hive)")
     args = parser.parse_args(argv)
 
     with _dotenv_applied(Path.cwd() / ".env"):
         if args.command == "config":
             return show_config(docs=args.docs)
+        if args.command == "ddl":
+            return _print_ddl(args)
         return _run_sql(args)
 
 
@@ -86,6 +101,22 @@ def show_config(*, docs: bool = False) -> int:
     if current.errors:
         print(f"lakehouse: {settings.ConfigError(current.errors)}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _print_ddl(args: argparse.Namespace) -> int:
+    from lakehouse_assets.lake import ddl, sql
+
+    try:
+        store = sql.store_from_env()
+        if not sql.tables(store):  # an empty (or mistaken) lake must not look like success
+            print(f"lakehouse: {sql.no_tables_message(store)}", file=sys.stderr)
+            return 1
+        script = ddl.ddl_script(store, args.engine, location=args.location, catalog=args.catalog)
+    except Exception as exc:  # a missing lake or an unreadable file should read like one, not like a crash
+        print(f"lakehouse: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.write(script)
     return 0
 
 
