@@ -26,7 +26,8 @@ the overrides are applied by rebuilding ``Definitions`` from the shipped object'
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,7 @@ from lakehouse_assets.defs.resources import (
 from lakehouse_assets.lake.io_manager import HiveParquetIOManager, LakeResource, LakeS3Resource
 from lakehouse_assets.lake.layout import write_partitions
 from lakehouse_assets.lake.store import LocalStore
+from lakehouse_assets_tests.samples import REPO
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
@@ -287,6 +289,21 @@ mutation LaunchPartitionBackfill($backfillParams: LaunchBackfillParams!) {
   }
 }
 """
+
+@contextmanager
+def daemon_workspace(instance: dg.DagsterInstance) -> Iterator[Any]:
+    """The code location as the webserver and the daemons load it: a code server subprocess, which inherits this
+    process's environment (set the LAKEHOUSE_* variables first), as do the run workers it starts."""
+    from dagster._core.test_utils import create_test_daemon_workspace_context
+    from dagster._core.workspace.load_target import ModuleTarget
+
+    target = ModuleTarget(
+        module_name="lakehouse_assets.definitions", attribute="defs", working_directory=str(REPO),
+        location_name="lakehouse",
+    )
+    with create_test_daemon_workspace_context(target, instance) as context:
+        yield context
+
 
 def launch_backfill(workspace, keys: Sequence[dg.AssetKey], days: list[str]) -> str:
     """What the UI sends for "select these assets, Materialize, these partitions, Launch backfill"."""

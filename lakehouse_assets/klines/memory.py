@@ -38,6 +38,8 @@ run.
 
 from __future__ import annotations
 
+import math
+
 from lakehouse_assets.lake.chunks import MemoryModel
 
 RUN_FIXED_MIB = 450.0
@@ -60,7 +62,7 @@ WHOLE_RUN_MODELS: tuple[MemoryModel, ...] = (KLINES_FILLED, GOLD_RESAMPLED, GOLD
 
 def min_budget_for_run(days_per_run: int) -> int:
     """The budget that still holds one instrument over a whole run in the steps that cannot cut days."""
-    return max(model.fixed_mib + model.mib_per_instrument_day * days_per_run for model in WHOLE_RUN_MODELS).__ceil__()
+    return math.ceil(max(model.peak_mib(days_per_run) for model in WHOLE_RUN_MODELS))
 
 
 def max_days_for_budget(budget_mib: int) -> int:

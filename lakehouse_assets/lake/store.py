@@ -127,9 +127,7 @@ class LocalStore(LakeStore):
     def put_bytes(self, key: str, data: bytes) -> None:
         final = self._path(key)
         final.parent.mkdir(parents=True, exist_ok=True)
-        # A dot-prefixed temp name: invisible to '*.parquet' globs, Hive/Spark/Trino and DuckDB. It names
-        # the writer (host, pid) so a later run can tell a dead writer's leftover from a live one's.
-        tmp = final.parent / f".{final.name}.{_WRITER}.{uuid.uuid4().hex}.tmp"
+        tmp = _temp_path(final)
         try:
             with open(tmp, "wb") as fh:
                 fh.write(data)
@@ -156,8 +154,7 @@ class LocalStore(LakeStore):
         try:
             for key, data in items:
                 final = self._path(key)
-                # A dot-prefixed temp name, as put_bytes: invisible to readers, naming the writer for the sweep.
-                tmp = final.parent / f".{final.name}.{_WRITER}.{uuid.uuid4().hex}.tmp"
+                tmp = _temp_path(final)
                 try:
                     try:  # the directory usually exists (a re-run, a day's second instrument): no mkdir call then
                         fh = open(tmp, "wb")  # noqa: SIM115 - closed below, after its fsync
@@ -526,6 +523,13 @@ def open_store(
     if "://" in storage and not storage.startswith("file://"):
         raise ValueError(f"LAKEHOUSE_STORAGE={storage!r}: only local paths and s3:// URIs are supported")
     return LocalStore(local_lake_path(storage))
+
+
+def _temp_path(final: Path) -> Path:
+    """Where ``final`` is written before its rename: a dot-prefixed name, invisible to '*.parquet' globs,
+    Hive/Spark/Trino and DuckDB, naming the writer (host, pid) so a later run can tell a dead writer's
+    leftover from a live one's (``_writer_is_gone``)."""
+    return final.parent / f".{final.name}.{_WRITER}.{uuid.uuid4().hex}.tmp"
 
 
 def _fsync_or_error(handle: Any) -> OSError | None:

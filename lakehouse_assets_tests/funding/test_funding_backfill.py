@@ -29,6 +29,7 @@ from lakehouse_assets_tests.harness import (
     RANGE_END,
     RANGE_START,
     automation_defs,
+    daemon_workspace,
     execute_queued_run,
     iterate_backfills,
     launch_backfill,
@@ -38,7 +39,6 @@ from lakehouse_assets_tests.harness import (
     targeted_partitions,
     write_bar_keys,
 )
-from lakehouse_assets_tests.samples import REPO
 
 SYMBOLS = "um:BTCUSDT"
 BACKFILL = ["2026-04-10", "2026-04-11"]  # the backfilled range, inside the bundled funding month
@@ -50,18 +50,11 @@ FUNDING_CHAIN = [BRONZE_FUNDING, SILVER_FUNDING, GOLD_FUNDING]
 def workspace(queued_instance: dg.DagsterInstance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sample_mirror: Path):
     """The code location as the webserver and the daemons load it (a code server subprocess, which inherits
     these settings, as do the run workers it starts). REST on port 9: a published month never needs it."""
-    from dagster._core.test_utils import create_test_daemon_workspace_context
-    from dagster._core.workspace.load_target import ModuleTarget
-
     monkeypatch.setenv("LAKEHOUSE_STORAGE", str(tmp_path / "lake"))
     monkeypatch.setenv("LAKEHOUSE_ARCHIVE_URL", sample_mirror.as_uri())
     monkeypatch.setenv("LAKEHOUSE_REST_URL", NO_REST)
     monkeypatch.setenv("LAKEHOUSE_SYMBOLS", SYMBOLS)
-    target = ModuleTarget(
-        module_name="lakehouse_assets.definitions", attribute="defs", working_directory=str(REPO),
-        location_name="lakehouse",
-    )
-    with create_test_daemon_workspace_context(target, queued_instance) as context:
+    with daemon_workspace(queued_instance) as context:
         yield context
 
 

@@ -7,9 +7,7 @@ backfill daemon's own iteration turns it into runs.
 
 from __future__ import annotations
 
-import logging
 import shutil
-import time
 from datetime import UTC, date, datetime
 
 import dagster as dg
@@ -18,19 +16,20 @@ import polars as pl
 from lakehouse_assets.defs.common.keys import BRONZE_KLINES as BRONZE
 from lakehouse_assets.defs.common.keys import SILVER_KLINES as SILVER
 from lakehouse_assets.defs.common.partitions import DAYS_PER_RUN
-from lakehouse_assets_tests.harness import LAUNCH_BACKFILL, RANGE_END, RANGE_START
+from lakehouse_assets_tests.harness import (
+    RANGE_END,
+    RANGE_START,
+    daemon_workspace,
+    execute_queued_run,
+    iterate_backfills,
+    launch_backfill,
+)
 from lakehouse_assets_tests.samples import REPO
 
 
 def test_year_backfill_from_the_ui_in_month_runs_with_per_day_check_results(
     tmp_path, sample_mirror, queued_instance, monkeypatch
 ):
-    from dagster._core.launcher import LaunchRunContext
-    from dagster._core.test_utils import create_test_daemon_workspace_context
-    from dagster._core.workspace.load_target import ModuleTarget
-    from dagster._daemon.backfill import execute_backfill_iteration
-    from dagster_graphql.test.utils import execute_dagster_graphql
-
     # The default (366) makes the year one run (test_every_daily_partitioned_asset_has_a_backfill_policy);
     # a month per run shows how the daemon cuts a range, and keeps the run executed below small.
     monkeypatch.setenv("LAKEHOUSE_DAYS_PER_RUN", "31")
@@ -40,21 +39,10 @@ def test_year_backfill_from_the_ui_in_month_runs_with_per_day_check_results(
     monkeypatch.setenv("LAKEHOUSE_SYMBOLS", "spot:ADABTC")  # the bundle has its real 2021-11-27 file
     days = [d.isoformat() for d in pl.date_range(date(2021, 1, 1), date(2021, 12, 31), "1d", eager=True)]
 
-    target = ModuleTarget(
-        module_name="lakehouse_assets.definitions", attribute="defs", working_directory=str(REPO),
-        location_name="lakehouse",
-    )
-    with create_test_daemon_workspace_context(target, queued_instance) as workspace:
-        launched = execute_dagster_graphql(
-            workspace.create_request_context(),
-            LAUNCH_BACKFILL,
-            {"backfillParams": {"partitionNames": days,
-                                "assetSelection": [{"path": BRONZE.path}, {"path": SILVER.path}]}},
-        )
-        assert launched.data["launchPartitionBackfill"]["__typename"] == "LaunchBackfillSuccess", launched
-        backfill_id = launched.data["launchPartitionBackfill"]["backfillId"]
+    with daemon_workspace(queued_instance) as workspace:
+        backfill_id = launch_backfill(workspace, [BRONZE, SILVER], days)
         for _ in range(2):  # a second daemon iteration must not request anything twice
-            list(execute_backfill_iteration(workspace, logging.getLogger("backfill-test")))
+            iterate_backfills(workspace)
 
         runs = sorted(queued_instance.get_runs(), key=lambda r: r.tags[RANGE_START])
         # 365 days in multi_run(31) ranges -> 12 runs, each doing bronze AND silver for its range
@@ -73,20 +61,8 @@ def test_year_backfill_from_the_ui_in_month_runs_with_per_day_check_results(
         # settings; the run executes its steps in that process, defs/common/executors.py).
         november = next(r for r in runs if r.tags[RANGE_START] <= "2021-11-27" <= r.tags[RANGE_END])
         assert (november.tags[RANGE_START], november.tags[RANGE_END]) == ("2021-11-07", "2021-12-07")
-        queued_instance.handle_run_event(  # what the queue daemon does when it dequeues the run
-            november.run_id,
-            dg.DagsterEvent(event_type_value="PIPELINE_STARTING", job_name=november.job_name, message="dequeued"),
-        )
-        november = queued_instance.get_run_by_id(november.run_id)
-        queued_instance.run_launcher.launch_run(
-            LaunchRunContext(dagster_run=november, workspace=workspace.create_request_context())
-        )
-        deadline = time.monotonic() + 300
-        while not queued_instance.get_run_by_id(november.run_id).is_finished:
-            assert time.monotonic() < deadline, "the November run did not finish in 300 s"
-            time.sleep(0.2)
+        execute_queued_run(workspace, queued_instance, november)  # as the queue daemon dequeues it
 
-    assert queued_instance.get_run_by_id(november.run_id).status == dg.DagsterRunStatus.SUCCESS
     # every day of the range is a materialized partition of both assets, recorded per day
     for key in (BRONZE, SILVER):
         materialized = queued_instance.get_materialized_partitions(key)

@@ -32,6 +32,7 @@ from lakehouse_assets.defs.common.partitions import DAYS_PER_RUN, daily_partitio
 from lakehouse_assets_tests.harness import (
     RANGE_END,
     RANGE_START,
+    daemon_workspace,
     execute_queued_run,
     iterate_backfills,
     launch_backfill,
@@ -41,7 +42,7 @@ from lakehouse_assets_tests.harness import (
     run_klines,
     targeted_partitions,
 )
-from lakehouse_assets_tests.samples import REPO, SAMPLE_DATA
+from lakehouse_assets_tests.samples import SAMPLE_DATA
 from lakehouse_dev.fakes.rest_server import BinanceRestServer
 
 SYMBOLS = "spot:BTCUSDT"
@@ -53,17 +54,10 @@ BACKFILL = DAYS[1:]  # the backfilled range; 2020-01-01 is its lookback, materia
 def workspace(queued_instance: dg.DagsterInstance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sample_mirror: Path):
     """The code location as the webserver and the daemons load it (a code server subprocess, which inherits
     these settings, as do the run workers it starts)."""
-    from dagster._core.test_utils import create_test_daemon_workspace_context
-    from dagster._core.workspace.load_target import ModuleTarget
-
     monkeypatch.setenv("LAKEHOUSE_STORAGE", str(tmp_path / "lake"))
     monkeypatch.setenv("LAKEHOUSE_ARCHIVE_URL", sample_mirror.as_uri())
     monkeypatch.setenv("LAKEHOUSE_SYMBOLS", SYMBOLS)
-    target = ModuleTarget(
-        module_name="lakehouse_assets.definitions", attribute="defs", working_directory=str(REPO),
-        location_name="lakehouse",
-    )
-    with create_test_daemon_workspace_context(target, queued_instance) as context:
+    with daemon_workspace(queued_instance) as context:
         yield context
 
 

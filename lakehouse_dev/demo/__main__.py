@@ -128,29 +128,23 @@ def _exchange_info(defs: object, instance: object) -> bool:
 
 def _instruments(defs: object, instance: object) -> bool:
     """The unpartitioned instruments table, last: the klines runs above keep their exact universes."""
-    import time
-
     import polars as pl
 
     from lakehouse_assets.defs.common.keys import SILVER_INSTRUMENTS
 
-    began = time.perf_counter()
+    node = SILVER_INSTRUMENTS.to_python_identifier()
+
+    def counts(result: object) -> str:
+        meta = result.asset_materializations_for_node(node)[0].metadata  # type: ignore[attr-defined]
+        return f"{meta['instruments'].value} instruments, {meta['open_instruments'].value} still trading"
+
     job = defs.resolve_implicit_global_asset_job_def()  # type: ignore[attr-defined]
-    result = job.execute_in_process(instance=instance, run_config=runs.QUIET, asset_selection=[SILVER_INSTRUMENTS],
-                                    raise_on_error=False)
-    seconds = time.perf_counter() - began
+    result = runs.run(job, instance, None, None, selection=[SILVER_INSTRUMENTS], label="silver/instruments",
+                      details=counts)
     if not result.success:
-        print(f"silver/instruments: FAILED in {seconds:.1f}s (run {result.run_id[:8]})")
-        for event in result.all_events:
-            if event.is_failure:
-                print(f"  {event.message}")
         return False
-    [event] = result.asset_materializations_for_node(SILVER_INSTRUMENTS.to_python_identifier())
-    meta = event.metadata
-    print(f"silver/instruments: ok in {seconds:.1f}s (run {result.run_id[:8]}); {runs.checks_summary(result)} — "
-          f"{meta['instruments'].value} instruments, {meta['open_instruments'].value} still trading")
-    table = result.output_for_node(SILVER_INSTRUMENTS.to_python_identifier())
     with pl.Config(tbl_rows=20, tbl_width_chars=160):
+        table = result.output_for_node(node)
         print(table.group_by("market", "status").agg(instruments=pl.col("symbol").n_unique()).sort("market", "status"))
     return True
 

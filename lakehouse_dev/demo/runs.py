@@ -35,8 +35,8 @@ def settings(**values: str | None) -> Iterator[None]:
 def run(
     job: Any,
     instance: Any,
-    start: str,
-    end: str,
+    start: str | None,
+    end: str | None,
     *,
     symbols: str | None = None,
     label: str | None = None,
@@ -45,20 +45,24 @@ def run(
 ) -> Any:
     """Run ``job`` over [start, end] with the universe ``symbols``; print one line, and the errors if it failed.
 
+    ``start``/``end`` None: an unpartitioned selection (a whole table such as silver/instruments).
+
     The line ends with the run's checks (all passed, or which did not) and ``details(result)`` if given.
     """
     began = time.perf_counter()
     with settings(LAKEHOUSE_SYMBOLS=symbols):
         result = job.execute_in_process(
             instance=instance,
-            tags={"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end},
+            tags={} if start is None else {"dagster/asset_partition_range_start": start,
+                                           "dagster/asset_partition_range_end": end},
             run_config=QUIET,
             asset_selection=selection,
             raise_on_error=False,
         )
     scope = f" ({symbols})" if symbols else ""
     status = "ok" if result.success else "FAILED"
-    line = f"{label or job.name} {start}..{end}{scope}: {status} in {time.perf_counter() - began:.1f}s (run {result.run_id[:8]})"
+    span = "" if start is None else f" {start}..{end}"
+    line = f"{label or job.name}{span}{scope}: {status} in {time.perf_counter() - began:.1f}s (run {result.run_id[:8]})"
     if result.success:
         line += f"; {checks_summary(result)}"
         if details is not None:

@@ -9,7 +9,6 @@ import dagster as dg
 from lakehouse_assets import settings
 
 DEFAULT_START_DATE = "2020-01-01"
-DEFAULT_DAYS_PER_RUN: int = settings.SETTINGS["LAKEHOUSE_DAYS_PER_RUN"].parse_default()
 
 # Every asset and automation module imports this one, so ALL settings are checked here, when the code
 # location loads: a code server that cannot load shows the full list in the UI, and a run worker or
